@@ -1,5 +1,6 @@
 """ember.data: datasets, DataLoader (shuffle, collate, prefetch, errors), transforms."""
 import collections
+import gc
 
 import numpy as np
 import pytest
@@ -132,6 +133,13 @@ def test_prefetch_yields_the_same_batches_and_stops_cleanly():
     it.close()  # an early break must not leave the thread blocked forever
     it._thread.join(timeout=2)
     assert not it._thread.is_alive()
+    it = iter(pre)
+    next(it)
+    thread = it._thread
+    del it  # abandoned without close(), as after a `break`: collected, and the thread ends
+    gc.collect()
+    thread.join(timeout=2)
+    assert not thread.is_alive()
 
 
 def test_subset_and_random_split():

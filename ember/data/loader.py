@@ -156,35 +156,20 @@ class DataLoader:
 
 
 class _Prefetcher:
-    """Runs a batch iterator in a daemon thread, `depth` batches ahead of the consumer."""
+    """Runs a batch iterator in a daemon thread, `depth` batches ahead of the consumer.
+
+    The thread holds only the queue and the stop event, not this object, so an iterator the
+    consumer abandons (a `break`) is garbage collected, and __del__ stops the thread.
+    """
 
     _DONE = object()
 
     def __init__(self, batches: Iterator[Any], depth: int) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(batches,), daemon=True,
-                                        name="ember-DataLoader-prefetch")
+        self._thread = threading.Thread(target=_produce, args=(batches, self._queue, self._stop, self._DONE),
+                                        daemon=True, name="ember-DataLoader-prefetch")
         self._thread.start()
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():  # time out now and then so close() is never stuck behind put()
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self, batches: Iterator[Any]) -> None:
-        try:
-            for batch in batches:
-                if not self._put((True, batch)):
-                    return
-        except BaseException as e:  # handed to the consumer, raised there with its traceback
-            self._put((False, e))
-            return
-        self._put((True, self._DONE))
 
     def __iter__(self) -> "_Prefetcher":
         return self
@@ -207,3 +192,23 @@ class _Prefetcher:
 
     def __del__(self) -> None:
         self._stop.set()
+
+
+def _produce(batches: Iterator[Any], q: queue.Queue, stop: threading.Event, done: object) -> None:
+    def put(item: Any) -> bool:
+        while not stop.is_set():  # time out now and then so a stop is never stuck behind a full queue
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        for batch in batches:
+            if not put((True, batch)):
+                return
+    except BaseException as e:  # handed to the consumer, raised there with its traceback
+        put((False, e))
+        return
+    put((True, done))
