@@ -54,18 +54,18 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
             raw = f.read()
     except (OSError, EOFError) as e:
-        raise DatasetError(f"read_idx: {path}: cannot decompress ({e}); delete the file and load again") from None
+        raise DatasetError(f"read_idx: {path}: cannot decompress ({e}); "
+                           "delete the file and load again") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         raise DatasetError(f"read_idx: {path} is not an IDX file (magic bytes {raw[:4].hex() or 'missing'})")
-    ndim = raw[3]
-    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4)) if len(raw) >= 4 + 4 * ndim else None
-    dtype = np.dtype(_IDX_TYPES[raw[2]])
+    ndim, dtype = raw[3], np.dtype(_IDX_TYPES[raw[2]])
     start = 4 + 4 * ndim
-    if dims is None or len(raw) - start != int(np.prod(dims)) * dtype.itemsize:
-        expected = "?" if dims is None else int(np.prod(dims)) * dtype.itemsize
+    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4)) if len(raw) >= start else None
+    expected = None if dims is None else int(np.prod(dims)) * dtype.itemsize
+    if expected is None or len(raw) - start != expected:
         raise DatasetError(f"read_idx: {path}: header says shape {dims} of {dtype.str[1:]} = {expected} "
-                           f"data bytes, but the file holds {max(len(raw) - start, 0)}: it is truncated "
-                           "or corrupt; delete it and load again")
+                           f"data bytes, but the file holds {max(len(raw) - start, 0)}: it is "
+                           "truncated or corrupt; delete it and load again")
     return np.frombuffer(raw, dtype, offset=start).reshape(dims).astype(dtype.newbyteorder("="))
 
 
