@@ -23,7 +23,7 @@ from .autograd import (backward, detect_anomaly, enable_grad, grad, is_grad_enab
 
 _bind_methods(vars(ops))
 
-from . import data, random, serialization  # noqa: E402  (need the bound Tensor methods)
+from . import data, nn, optim, random, serialization  # noqa: E402  (need the bound Tensor methods)
 from .serialization import load, save  # noqa: E402
 
 __version__ = "0.1.0"

@@ -15,7 +15,7 @@ class Tensor:
     """An n-dimensional array with PyTorch semantics. Make one with ``ember.tensor([1., 2.])``."""
 
     __slots__ = ("_data", "_dev", "_node", "requires_grad", "grad", "_vc", "_base", "_hooks",
-                 "_retain", "__weakref__")
+                 "_retain", "_param", "__weakref__")
     __array_priority__ = 1000  # NumPy defers binary operators to Tensor's reflected ones
 
     def __init__(self, data, dtype=None, device=None, requires_grad: bool = False):

@@ -1,0 +1,1 @@
+"""Owned by the nn work (issue 3): initializers."""

@@ -1,0 +1,1 @@
+"""Gradient clipping and other helpers (owned by the optimizer work, issue 4)."""

@@ -1,0 +1,1 @@
+"""Owned by the optimizer work (issue 4)."""
