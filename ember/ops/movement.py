@@ -209,7 +209,7 @@ def _scatter_add_kernel(xp):
 
 
 def _gather_vjp(g, out, x, index, axis):
-    from .creation import zeros
+    from ..creation import zeros
     return scatter_add_(zeros(x.shape, dtype=g.dtype, device=g.device), index, g, axis=axis), None
 
 
@@ -220,9 +220,9 @@ def _scatter_add_vjp(g, out, x, index, src, axis):
     return g, None, gs
 
 
-gather_ = Op("gather", _gather_kernel, vjp=_gather_vjp, saves=False, onnx="GatherElements",
+gather_ = Op("gather", _gather_kernel, vjp=_gather_vjp, onnx="GatherElements",
              shape=lambda s, i, axis: i, dtype=lambda d, i, axis: d)
-scatter_add_ = Op("scatter_add", _scatter_add_kernel, vjp=_scatter_add_vjp, saves=False,
+scatter_add_ = Op("scatter_add", _scatter_add_kernel, vjp=_scatter_add_vjp,
                   onnx="ScatterElements", shape=lambda s, i, src, axis: s, dtype=lambda d, i, sd, axis: d)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+# This module defines sum/max/min/all/any (PyTorch names); it uses no Python builtins of those names.
+
 from .registry import ReduceOp, Op, normalize_axis, normalize_dim
 from ..tensor import Tensor
 
@@ -115,7 +117,7 @@ def var(x: Tensor, dim=None, keepdim: bool = False, *, correction: int = 1, unbi
     axis = _ax(x, dim, "var")
     n = _count(x.shape, axis)
     d = x - mean(x, dim=axis, keepdim=True)
-    return sum_(d * d, axis=axis, keepdims=keepdim) * (1.0 / max(n - correction, 0) if n > correction else float("nan"))
+    return sum_(d * d, axis=axis, keepdims=keepdim) * (1.0 / (n - correction) if n > correction else float("nan"))
 
 
 def std(x: Tensor, dim=None, keepdim: bool = False, *, correction: int = 1, unbiased=None) -> Tensor:
