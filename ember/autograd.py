@@ -99,7 +99,7 @@ def _check_versions(node) -> None:
     if node.versions is None:
         return
     for x, v in zip(node.inputs, node.versions):
-        if type(x) is Tensor and (x._vc[0] if x._vc is not None else 0) != v:
+        if v != -1 and type(x) is Tensor and (x._vc[0] if x._vc is not None else 0) != v:
             raise AutogradError(
                 f"{node.op.name}: one of the tensors needed for its gradient (shape "
                 f"{tuple(x.shape)}) was modified by an in-place operation after it was used "
@@ -136,6 +136,10 @@ def _run_backward(roots, root_grads, *, retain_graph: bool, create_graph: bool, 
                     f"tensors were freed); pass retain_graph=True to the first backward() call")
             if node.versions is not None:
                 _check_versions(node)
+            if node.out is None:
+                raise AutogradError(
+                    f"{node.op.name}: its output, needed for its gradient, was modified by an in-place "
+                    f"operation under no_grad; use an out-of-place op or .clone() the output first")
             in_grads = node.op.vjp(g, Tensor._from_node(node), *node.inputs, **node.params)
             for parent, x, gi in zip(node.parents, node.inputs, in_grads):
                 if parent is None or gi is None:

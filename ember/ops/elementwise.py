@@ -134,7 +134,8 @@ copy = UnaryOp("copy", lambda xp: lambda x: x.copy(), vjp=lambda g, out, x: (g,)
 # -- binary ---------------------------------------------------------------------------------
 add = BinaryOp("add", "add", vjp=lambda g, out, a, b: (g, g), saves=False, c="({0} + {1})", onnx="Add")
 sub = BinaryOp("sub", "subtract", vjp=lambda g, out, a, b: (g, -g), saves=False, c="({0} - {1})", onnx="Sub")
-mul = BinaryOp("mul", "multiply", vjp=lambda g, out, a, b: (g * b, g * a), c="({0} * {1})", onnx="Mul")
+mul = BinaryOp("mul", "multiply", vjp=lambda g, out, a, b: (g * b, g * a), bilinear=True, c="({0} * {1})",
+               onnx="Mul")
 div = BinaryOp("div", "true_divide", out_dtype="float", vjp=lambda g, out, a, b: (g / b, -g * out / b),
                c="({0} / {1})", onnx="Div")
 floor_divide = BinaryOp("floor_divide", "floor_divide", c="floor({0} / {1})")

@@ -13,9 +13,14 @@ from . import elementwise as E
 
 
 def _bump(t: Tensor) -> None:
+    """Count an in-place write. If t is the output of a recorded op whose vjp reads values,
+    that node's saved output is now stale: mark it so backward refuses instead of lying."""
     if t._vc is None:
         t._vc = [0]
     t._vc[0] += 1
+    node = t._node
+    if node is not None and node.op.saves and node.out is t._data:
+        node.out = None
 
 
 def _needs_grad(t: Tensor, others) -> bool:
@@ -55,13 +60,15 @@ def apply_inplace(t: Tensor, compute, name: str, others=()) -> Tensor:
     if base is not None and base.requires_grad:
         raise AutogradError(f"{name}: in-place write into a view of a tensor that requires grad; "
                             f"write into the base tensor (base[index] = value) or use an out-of-place op")
-    # Snapshot the old value so the recorded op's vjp sees what the forward saw.
+    # Snapshot the old value so the recorded ops' vjps see what the forward saw.
     old = _new(t._data.copy(), t._dev)
     old._node, old.requires_grad = t._node, t.requires_grad
+    if t._node is not None and t._node.out is t._data:
+        t._node.out = old._data
     r = compute(old)
     _write(t, r._data, name)
-    _bump(t)
     t._node, t.requires_grad = r._node, r.requires_grad
+    _bump(t)
     return t
 
 

@@ -42,7 +42,7 @@ def _matmul_shape(sa, sb):
     return out
 
 
-matmul_ = Op("matmul", "matmul", vjp=_matmul_vjp, shape=_matmul_shape,
+matmul_ = Op("matmul", "matmul", vjp=_matmul_vjp, shape=_matmul_shape, bilinear=True,
              dtype=lambda da, db: D.promote(da, db), onnx="MatMul")
 
 

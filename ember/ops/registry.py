@@ -90,6 +90,9 @@ def _record(op, out: Tensor, inputs, params) -> None:
     if op.saves:
         saved = inputs
         versions = tuple([x._vc[0] if type(x) is Tensor and x._vc is not None else 0 for x in inputs])
+        if op.bilinear:  # an input's value matters only if its partner needs a gradient
+            versions = (versions[0] if parents[1] is not None else -1,
+                        versions[1] if parents[0] is not None else -1)
     else:
         saved = tuple([_meta(x) if type(x) is Tensor else x for x in inputs])
         versions = None
@@ -119,7 +122,7 @@ class Op:
     kind = "other"
 
     def __init__(self, name, impl, *, vjp=None, shape=None, dtype=None, saves=True, view=False,
-                 c=None, cuda=None, onnx=None, doc=""):
+                 bilinear=False, c=None, cuda=None, onnx=None, doc=""):
         if name in REGISTRY:
             raise ValueError(f"op {name!r} declared twice")
         self.name = name
@@ -128,6 +131,7 @@ class Op:
         self.shape = shape
         self.dtype = dtype
         self.saves = saves  # False: the vjp reads only shapes/dtypes of its tensor inputs
+        self.bilinear = bilinear  # the gradient for one input reads only the other (mul, matmul)
         self.view = view  # output may share memory with the first input
         self.c = c  # C scalar expression template, "{0}" the first operand
         self.cuda = cuda if cuda is not None else c
