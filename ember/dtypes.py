@@ -108,11 +108,14 @@ def promote(a: DType, b: DType) -> DType:
     return a if a._rank >= b._rank else b
 
 
-def promote_weak(strong: DType, weak: DType) -> DType:
+def promote_weak(strong: DType, weak: DType, weak_is_scalar: bool = True) -> DType:
     """Promotion of a tensor with a lower-priority operand (a Python scalar or 0-d tensor):
-    the weak one can only raise the category, and then the result is the category default."""
+    the weak one can only raise the category; then a Python scalar gives the category's
+    default dtype and a 0-d tensor its own dtype."""
     if weak._cat <= strong._cat:
         return strong
+    if not weak_is_scalar:
+        return weak
     return _default_float if weak._cat == 2 else int64
 
 

@@ -249,9 +249,9 @@ class ElementwiseOp(Op):
         if weak_a == weak_b:
             d = D.promote(da, db)
         elif weak_a:
-            d = D.promote_weak(db, da)
+            d = D.promote_weak(db, da, not ta)
         else:
-            d = D.promote_weak(da, db)
+            d = D.promote_weak(da, db, not tb)
         if self.out_dtype == "float" and not d.is_floating_point:
             d = D.get_default_dtype()
         return d
