@@ -62,9 +62,10 @@ class set_grad_enabled(no_grad):
 is_grad_enabled = R.is_grad_enabled
 
 
-def _topo_order(roots: list) -> list:
-    """Nodes reachable from ``roots``, every node after all nodes that consume it."""
-    order, seen = [], set()
+def _topo_order(roots: list) -> tuple[list, dict]:
+    """Nodes reachable from ``roots``, every node after all nodes that consume it; and for each
+    leaf (by id) how many edges lead to it, so it can be finalized when the last one arrives."""
+    order, seen, leaf_refs = [], set(), {}
     for root in roots:
         if root is None or id(root) in seen:
             continue
@@ -73,15 +74,18 @@ def _topo_order(roots: list) -> list:
         while stack:
             node, it = stack[-1]
             for p in it:
-                if type(p) is R.Node and id(p) not in seen:
-                    seen.add(id(p))
-                    stack.append((p, iter(p.parents)))
-                    break
+                if type(p) is R.Node:
+                    if id(p) not in seen:
+                        seen.add(id(p))
+                        stack.append((p, iter(p.parents)))
+                        break
+                elif p is not None:
+                    leaf_refs[id(p)] = leaf_refs.get(id(p), 0) + 1
             else:
                 stack.pop()
                 order.append(node)
     order.reverse()
-    return order
+    return order, leaf_refs
 
 
 def sum_to(g: Tensor, shape: tuple) -> Tensor:
@@ -108,18 +112,25 @@ def _check_versions(node) -> None:
 
 
 def _run_backward(roots, root_grads, *, retain_graph: bool, create_graph: bool, targets=None):
-    """Propagate ``root_grads`` from ``roots``. With ``targets`` (nodes or leaves), return their
+    """Propagate ``root_grads`` from ``roots``. A leaf's gradient is finalized (hooks run, .grad
+    written) as soon as its last contribution arrives, so hooks can start work (gradient
+    all-reduce) while backward goes on. With ``targets`` (nodes or leaves), return their
     gradients instead of accumulating into ``.grad``."""
-    grads: dict = {}  # id(node or leaf) -> summed gradient
-    leaves: dict = {}  # id(leaf) -> leaf
-    for r, g in zip(roots, root_grads):
-        key = r._node if r._node is not None else r
-        _accumulate(grads, leaves, key, g)
-    captured = {}
+    grads: dict = {}  # id(node or leaf) -> summed gradient so far
+    captured: dict = {}
     target_ids = {id(t) for t in targets} if targets is not None else ()
+    order, leaf_refs = _topo_order([r._node for r in roots])
+    owned: set = set()
+    for r, g in zip(roots, root_grads):
+        if r._node is not None:
+            _add(grads, r._node, g)
+        elif leaf_refs.get(id(r), 0) == 0:  # a leaf root that no node leads to
+            _finish_leaf(r, g, create_graph, target_ids, captured, owned)
+        else:
+            _add(grads, r, g)
     prev_mode = R.set_grad_enabled(create_graph)
     try:
-        for node in _topo_order([r._node for r in roots]):
+        for node in order:
             g = grads.pop(id(node), None)
             if g is None:
                 continue
@@ -142,55 +153,64 @@ def _run_backward(roots, root_grads, *, retain_graph: bool, create_graph: bool, 
                     f"operation under no_grad; use an out-of-place op or .clone() the output first")
             in_grads = node.op.vjp(g, Tensor._from_node(node), *node.inputs, **node.params)
             for parent, x, gi in zip(node.parents, node.inputs, in_grads):
-                if parent is None or gi is None:
+                if parent is None:
                     continue
-                if gi._data.shape != x.shape:
-                    gi = sum_to(gi, tuple(x.shape))
-                xd = x._data.dtype if type(x) is Tensor else x.dtype
-                if gi._data.dtype is not xd:
-                    gi = gi.to(D.from_numpy(xd))
-                if _anomaly[0]:
-                    _check_finite(node, gi)
-                _accumulate(grads, leaves, parent, gi)
+                if gi is not None:
+                    if gi._data.shape != x.shape:
+                        gi = sum_to(gi, tuple(x.shape))
+                    xd = x._data.dtype if type(x) is Tensor else x.dtype
+                    if gi._data.dtype is not xd:
+                        gi = gi.to(D.from_numpy(xd))
+                    if _anomaly[0]:
+                        _check_finite(node, gi)
+                    _add(grads, parent, gi)
+                if type(parent) is Tensor:  # a leaf: finalize once its last edge is done
+                    k = id(parent)
+                    leaf_refs[k] -= 1
+                    if leaf_refs[k] == 0 and k in grads:
+                        R.set_grad_enabled(prev_mode)
+                        try:
+                            _finish_leaf(parent, grads.pop(k), create_graph, target_ids, captured, owned)
+                        finally:
+                            R.set_grad_enabled(create_graph)
             if not retain_graph:
                 node.inputs = None
     finally:
         R.set_grad_enabled(prev_mode)
-    owned = set()
-    for k, leaf in leaves.items():
-        g = grads.get(k)
-        if g is None:
-            continue
-        hooks = leaf._hooks_or_none()
-        if hooks:
-            for hook in hooks:
-                new = hook(g)
-                if new is not None:
-                    g = new
-        if target_ids:
-            if k in target_ids:
-                captured[k] = g
-            continue
-        if create_graph:
-            leaf.grad = g if leaf.grad is None else leaf.grad + g
-            continue
-        if leaf.grad is not None:
-            leaf.grad = _acc(leaf.grad, g)
-            continue
+    return captured
+
+
+def _add(grads: dict, key, g: Tensor) -> None:
+    k = id(key)
+    prev = grads.get(k)
+    grads[k] = g if prev is None else prev + g
+
+
+def _finish_leaf(leaf: Tensor, g: Tensor, create_graph: bool, target_ids, captured: dict, owned: set) -> None:
+    hooks = leaf._hooks_or_none()
+    if hooks:
+        for hook in hooks:
+            new = hook(g)
+            if new is not None:
+                g = new
+    if target_ids:
+        if id(leaf) in target_ids:
+            captured[id(leaf)] = g
+        return
+    if create_graph:
+        leaf.grad = g if leaf.grad is None else leaf.grad + g
+    elif leaf.grad is not None:
+        leaf.grad = _acc(leaf.grad, g)
+    else:
         # .grad must own writable memory: optimizers update it in place.
         if g._node is not None or g._data.base is not None or id(g) in owned or not g._data.flags.writeable:
             g = _new(g._data.copy(), g._dev)
         owned.add(id(g))
         leaf.grad = g
-    return captured
-
-
-def _accumulate(grads: dict, leaves: dict, key, g: Tensor) -> None:
-    k = id(key)
-    prev = grads.get(k)
-    grads[k] = g if prev is None else prev + g
-    if type(key) is Tensor:
-        leaves[k] = key
+    post = getattr(leaf, "_post_hooks", None)
+    if post:
+        for hook in post:
+            hook(leaf)
 
 
 def _acc(old: Tensor, g: Tensor) -> Tensor:

@@ -15,7 +15,7 @@ class Tensor:
     """An n-dimensional array with PyTorch semantics. Make one with ``ember.tensor([1., 2.])``."""
 
     __slots__ = ("_data", "_dev", "_node", "requires_grad", "grad", "_vc", "_base", "_hooks",
-                 "_retain", "_param", "__weakref__")
+                 "_retain", "_param", "_post_hooks", "__weakref__")
     __array_priority__ = 1000  # NumPy defers binary operators to Tensor's reflected ones
 
     def __init__(self, data, dtype=None, device=None, requires_grad: bool = False):
@@ -255,6 +255,16 @@ class Tensor:
             hooks = self._hooks
         hooks.append(hook)
         return _HookHandle(hooks, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(tensor)`` right after backward writes this leaf's ``.grad`` — while the
+        rest of backward is still running (data-parallel training starts communication here)."""
+        if self._node is not None:
+            raise AutogradError("register_post_accumulate_grad_hook: only leaf tensors accumulate .grad")
+        if getattr(self, "_post_hooks", None) is None:
+            self._post_hooks = []
+        self._post_hooks.append(hook)
+        return _HookHandle(self._post_hooks, hook)
 
     def _hooks_or_none(self):
         return getattr(self, "_hooks", None)

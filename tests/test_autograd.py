@@ -246,3 +246,25 @@ def test_inplace_after_exp_in_grad_mode_keeps_gradient_right():
     t = tx.exp() + 1.0
     (t * t).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-10)
+
+
+def test_leaf_gradient_is_final_before_backward_ends():
+    """A leaf used early in the forward pass gets its .grad (and post-accumulate hook) as soon
+    as its last contribution arrives, before backward reaches the first layers."""
+    w1 = em.tensor([[0.5, -1.0]], requires_grad=True)
+    w2 = em.tensor([[2.0], [1.0]], requires_grad=True)
+    x = em.ones(3, 1)
+    events = []
+    w2.register_post_accumulate_grad_hook(lambda p: events.append(("w2", p.grad is not None and w1.grad is None)))
+    w1.register_post_accumulate_grad_hook(lambda p: events.append(("w1", True)))
+    ((x @ w1).tanh() @ w2).sum().backward()
+    assert events == [("w2", True), ("w1", True)]
+
+
+def test_leaf_used_twice_gets_summed_gradient_once():
+    x = em.tensor([1.0, 2.0], requires_grad=True)
+    calls = []
+    x.register_hook(lambda g: calls.append(g.numpy().copy()))
+    (x * 2 + x * x).sum().backward()
+    assert len(calls) == 1
+    np.testing.assert_allclose(x.grad.numpy(), 2 + 2 * np.array([1.0, 2.0]))
