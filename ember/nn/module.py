@@ -281,6 +281,32 @@ class Module:
         """``hook(module, args, output)``; may return a replacement output."""
         return _RemovableHandle(self._forward_hooks, hook)
 
+    # -- Keras-style training (implemented in ember.training; Module only delegates) -------
+    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs) -> "Module":
+        """Attach an optimizer, loss and metrics for ``fit``. ``model.compile("adam", "cross_entropy")``."""
+        from ..training import compile_model
+        return compile_model(self, optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def fit(self, *args, **kwargs):
+        """Train; returns a History. ``model.fit(x, y, epochs=5, batch_size=64)``."""
+        from ..training import fit
+        return fit(self, *args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        """Loss and metrics on data. ``model.evaluate(x_test, y_test)``."""
+        from ..training import evaluate
+        return evaluate(self, *args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        """Outputs for inputs, batched. ``model.predict(x_test)``."""
+        from ..training import predict
+        return predict(self, *args, **kwargs)
+
+    def summary(self, *args, **kwargs):
+        """A table of layers, output shapes and parameter counts."""
+        from ..training import summary
+        return summary(self, *args, **kwargs)
+
     # -- printing ---------------------------------------------------------------------------
     def extra_repr(self) -> str:
         return ""

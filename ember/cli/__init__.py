@@ -1,0 +1,1 @@
+"""The ember command (owned by the fit/CLI work, issue 5)."""
