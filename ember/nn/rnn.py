@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
-from ..autograd import no_grad
-from ..creation import empty, rand, zeros
+from ..creation import empty, zeros
 from ..errors import ShapeError, shape_str
 from ..ops.movement import cat, stack
 from ..tensor import Tensor
+from . import init
+from .functional.linear import dropout
 from .functional.rnn import GATES, recurrent_layer
 from .module import Module
 from .parameter import Parameter
@@ -46,9 +47,8 @@ class RNNBase(Module):
     def reset_parameters(self) -> None:
         """Every weight and bias ~ U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)), as PyTorch."""
         bound = 1.0 / math.sqrt(self.hidden_size)
-        with no_grad():
-            for p in self.parameters():
-                p.uniform_(-bound, bound)
+        for p in self.parameters():
+            init.uniform_(p, -bound, bound)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -106,7 +106,7 @@ class RNNBase(Module):
                 cs.append(c)
             x = outs[0] if dirs == 1 else cat(outs, dim=-1)
             if self.training and self.dropout > 0 and layer < self.num_layers - 1:
-                x = _dropout(x, self.dropout)
+                x = dropout(x, self.dropout)
         return x, stack(hs), (stack(cs) if c0 is not None else None)
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple:
@@ -123,14 +123,6 @@ def _layout(out: Tensor, batched: bool, batch_first: bool) -> Tensor:
     if not batched:
         return out.squeeze(1)
     return out.transpose(0, 1) if batch_first else out
-
-
-def _dropout(x: Tensor, p: float) -> Tensor:
-    """Inverted dropout between layers (training only)."""
-    if p >= 1.0:
-        return x * 0.0
-    keep = rand(*x.shape, dtype=x.dtype, device=x.device) >= p
-    return x * keep.to(x.dtype) * (1.0 / (1.0 - p))
 
 
 class RNN(RNNBase):
