@@ -13,9 +13,12 @@ def erf_kernel(xp):
             from scipy.special import erf
             return erf
         except ImportError:
-            scalar = np.frompyfunc(math.erf, 1, 1)  # exact but slow; ember says so once
-            _warn_slow_erf()
-            return lambda x: scalar(x).astype(x.dtype)
+            scalar = np.frompyfunc(math.erf, 1, 1)  # exact but slow; ember says so once, when used
+
+            def erf(x):
+                _warn_slow_erf()
+                return np.asarray(scalar(x), dtype=x.dtype)
+            return erf
     from cupyx.scipy.special import erf
     return erf
 
@@ -27,5 +30,5 @@ def _warn_slow_erf():
     if not _warned:
         import warnings
         warnings.warn("ember: SciPy is not installed, so erf and exact gelu run through Python's "
-                      "math.erf per element (slow); pip install scipy to speed them up", stacklevel=3)
+                      "math.erf per element (slow); pip install scipy to speed them up", stacklevel=4)
         _warned.append(True)
