@@ -16,8 +16,7 @@ def _log_softmax_kernel(xp):
     def log_softmax(x, axis):
         # Shift by the max so exp never overflows (logits of 1e4 stay finite).
         s = x - x.max(axis=axis, keepdims=True)
-        lse = xp.log(xp.exp(s).sum(axis=axis, keepdims=True))
-        s -= lse
+        s -= xp.log(xp.exp(s).sum(axis=axis, keepdims=True))
         return s
     return log_softmax
 
@@ -47,15 +46,18 @@ def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
 
 def _cross_entropy_kernel(xp):
     def cross_entropy(x, target, coef, axis):
-        s = x - x.max(axis=axis, keepdims=True)
-        lse = xp.log(xp.exp(s).sum(axis=axis, keepdims=True))
-        picked = xp.take_along_axis(s, xp.expand_dims(target, axis), axis) - lse
+        m = x.max(axis=axis, keepdims=True)
+        e = x - m
+        xp.exp(e, out=e)  # in place: one large temporary, not three
+        lse = xp.log(e.sum(axis=axis, keepdims=True)) + m
+        picked = xp.take_along_axis(x, xp.expand_dims(target, axis), axis) - lse
         return -picked.squeeze(axis) * coef
     return cross_entropy
 
 
 def _softmax_minus_onehot(xp, x, target, axis):
-    p = xp.exp(x - x.max(axis=axis, keepdims=True))
+    p = x - x.max(axis=axis, keepdims=True)
+    xp.exp(p, out=p)
     p /= p.sum(axis=axis, keepdims=True)
     ti = xp.expand_dims(target, axis)
     if hasattr(xp, "put_along_axis"):
