@@ -22,9 +22,17 @@ def c_compiler() -> str:
     return os.environ.get("EMBER_CC", "cc")
 
 
+def _user_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ember"
+
+
 def cache_dir() -> Path:
-    return Path(os.environ.get("EMBER_CACHE_DIR") or Path.home() / ".cache" / "ember" / "kernels")
+    """Compile cache: $EMBER_CACHE_DIR, else $XDG_CACHE_HOME/ember/kernels (~/.cache/...)."""
+    d = os.environ.get("EMBER_CACHE_DIR")
+    return Path(d).expanduser() if d else _user_cache() / "kernels"
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("EMBER_DATA") or Path.home() / ".cache" / "ember" / "datasets")
+    """Data sets: $EMBER_DATA, else $XDG_CACHE_HOME/ember/datasets (~/.cache/...)."""
+    d = os.environ.get("EMBER_DATA")
+    return Path(d).expanduser() if d else _user_cache() / "datasets"

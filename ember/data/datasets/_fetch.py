@@ -40,11 +40,8 @@ def dataset_root(name: str, root: str | os.PathLike | None = None) -> Path:
     """
     if root is not None:
         return Path(root).expanduser()
-    base = os.environ.get(DATA_ENV)
-    if base:
-        return Path(base).expanduser() / name
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "ember" / "datasets" / name
+    from ...config import data_dir
+    return data_dir() / name
 
 
 def _digests(path: Path, algorithms: set[str]) -> dict[str, str]:
