@@ -16,3 +16,4 @@ from .composite import clamp, clip, lerp, log_softmax, softmax, square, where
 from .inplace import (add_, addcdiv_, addcmul_, clamp_, copy_, div_, exp_, fill_, iadd, imul,
                       isub, itruediv, lerp_, masked_fill_, mul_, neg_, normal_, pow_, sqrt_, sub_,
                       uniform_, zero_)
+from .nnops import log_softmax  # the fused op replaces the composite for ember.log_softmax / x.log_softmax
