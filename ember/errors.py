@@ -18,6 +18,10 @@ class DeviceError(EmberError, RuntimeError):
     """Operands live on different devices, or a device is not available."""
 
 
+class IndexRangeError(EmberError, IndexError):
+    """An index (class target, embedding id) outside the valid range."""
+
+
 class AutogradError(EmberError, RuntimeError):
     """A gradient cannot be computed as asked (non-scalar backward, freed graph, in-place...)."""
 

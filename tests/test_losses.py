@@ -7,7 +7,7 @@ import pytest
 import ember as em
 import ember.nn.functional as F
 from ember import nn
-from ember.ops.nnops import IndexRangeError
+from ember.errors import IndexRangeError
 
 torch = pytest.importorskip("torch", reason="PyTorch is the oracle for loss tests (pip install -e '.[oracle]')")
 TF = torch.nn.functional

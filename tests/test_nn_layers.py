@@ -10,7 +10,7 @@ import pytest
 import ember as em
 import ember.nn.functional as F
 from ember import nn
-from ember.ops.nnops import IndexRangeError
+from ember.errors import IndexRangeError
 
 torch = pytest.importorskip("torch", reason="PyTorch is the oracle for layer tests (pip install -e '.[oracle]')")
 TOL = dict(rtol=1e-9, atol=1e-9)

@@ -12,8 +12,8 @@ from .movement import (broadcast_to, cat, chunk, clone, concatenate, contiguous,
                        pad, permute, repeat, reshape, scatter_add, setitem, split, squeeze, stack,
                        transpose, tril, triu, unbind, unflatten, unsqueeze, view, view_as)
 from .linalg import matmul, mm
-from .composite import clamp, clip, lerp, log_softmax, softmax, square, where
+from .composite import clamp, clip, lerp, softmax, square, where
 from .inplace import (add_, addcdiv_, addcmul_, clamp_, copy_, div_, exp_, fill_, iadd, imul,
                       isub, itruediv, lerp_, masked_fill_, mul_, neg_, normal_, pow_, sqrt_, sub_,
                       uniform_, zero_)
-from .nnops import log_softmax  # the fused op replaces the composite for ember.log_softmax / x.log_softmax
+from .nnops import log_softmax

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..tensor import Tensor
 from . import elementwise as E
-from .reduce import amax, logsumexp, sum
+from .reduce import amax, sum
 from .registry import normalize_dim
 
 
@@ -33,12 +33,6 @@ def softmax(x: Tensor, dim: int = -1) -> Tensor:
     d = normalize_dim(dim, x.ndim, "softmax")
     e = (x - amax(x.detach(), dim=d, keepdim=True)).exp()
     return e / sum(e, dim=d, keepdim=True)
-
-
-def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
-    """log(softmax(x)) without overflow: x - logsumexp(x)."""
-    d = normalize_dim(dim, x.ndim, "log_softmax")
-    return x - logsumexp(x, dim=d, keepdim=True)
 
 
 def where(condition: Tensor, x, y) -> Tensor:

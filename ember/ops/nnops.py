@@ -7,7 +7,7 @@ loss over class indices, with ``cross_entropy_backward`` its one-pass gradient.
 """
 from __future__ import annotations
 
-from ..errors import DTypeError, EmberError
+from ..errors import DTypeError, IndexRangeError
 from ..tensor import Tensor
 from .registry import Op, normalize_dim
 
@@ -109,10 +109,6 @@ cross_entropy_backward_ = Op("cross_entropy_backward", _cross_entropy_backward_k
                              shape=lambda xs, ts, gs, axis: tuple(xs),
                              dtype=lambda dx, dt, dg, axis: dx,
                              doc="gcoef * (softmax(x) - onehot(target)): cross_entropy's gradient.")
-
-
-class IndexRangeError(EmberError, IndexError):
-    """An index (class target, embedding id) outside the valid range."""
 
 
 def check_index_range(index: Tensor, n: int, op: str, noun: str, ignore: int | None = None) -> None:

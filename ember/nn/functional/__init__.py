@@ -1,5 +1,4 @@
 """``ember.nn.functional``: stateless forms of the layers and losses (PyTorch names)."""
-from ...ops.composite import log_softmax, softmax  # noqa: F401
 from ...ops.elementwise import gelu, relu, sigmoid, silu, tanh  # noqa: F401
 from ...ops.movement import pad  # noqa: F401
 from .activation import *  # noqa: F401,F403
