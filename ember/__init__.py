@@ -27,3 +27,4 @@ from . import data, nn, optim, random, serialization  # noqa: E402  (need the bo
 from .serialization import load, save  # noqa: E402
 
 __version__ = "0.1.0"
+from . import callbacks, metrics, training  # noqa: E402  (Keras-style API, issue 5)
