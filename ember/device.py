@@ -25,6 +25,9 @@ class Device:
     def __hash__(self) -> int:
         return hash((self.type, self.index))
 
+    def __reduce__(self):  # copy/deepcopy/pickle give back the interned object
+        return (device, (str(self),))
+
 
 _interned: dict = {}
 KNOWN_TYPES = ("cpu", "cuda")

@@ -171,3 +171,11 @@ def test_integer_inplace_with_float_result_is_refused():
     x = em.tensor([1, 2])
     with pytest.raises(DTypeError, match="int64"):
         x.add_(0.5)
+
+
+def test_deepcopy_keeps_devices_interned():
+    import copy
+    x = em.ones(2)
+    y = copy.deepcopy(x)
+    assert y.device is x.device
+    (x + y).sum()  # the eager path compares devices by identity

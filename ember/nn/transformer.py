@@ -83,7 +83,7 @@ class TransformerEncoder(Module):
                  norm: Module | None = None, enable_nested_tensor: bool = True, mask_check: bool = True):
         super().__init__()
         # enable_nested_tensor and mask_check select PyTorch inference fast paths; ember has none.
-        self.layers = ModuleList([_clone(encoder_layer) for _ in range(num_layers)])
+        self.layers = ModuleList([copy.deepcopy(encoder_layer) for _ in range(num_layers)])
         self.num_layers = num_layers
         self.norm = norm
 
@@ -93,10 +93,3 @@ class TransformerEncoder(Module):
         for layer in self.layers:
             x = layer(x, src_mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=bool(is_causal))
         return x if self.norm is None else self.norm(x)
-
-
-def _clone(module: Module) -> Module:
-    """A deep copy that keeps the interned Device objects (the eager path compares devices by
-    identity, and Device does not yet define its own copy behaviour)."""
-    devices = {t.device for t in module.state_dict().values()}
-    return copy.deepcopy(module, {id(d): d for d in devices})
