@@ -1,0 +1,102 @@
+"""The executor: turns a Graph into one straight-line Python function that calls each node's
+kernel (NumPy for plain ops, a generated C function for fused kernels) with locals only, so a
+call costs one Python call per kernel and nothing per value. Temporaries are deleted after
+their last use so their memory is reused at once.
+
+>>> run = build(graph); outs = run(*input_arrays)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .graph import ArgRef, Graph, Var
+
+
+class Stale(Exception):
+    """The program no longer fits its inputs (a value-dependent shape changed): trace again."""
+
+
+# Ops whose eager dispatch does not call their kernel on CPU arrays.
+_CPU_OVERRIDES = {"to_device": lambda x, device: x}  # everything compiled here lives on the CPU
+
+
+def kernel_of(node):
+    """The callable that computes a node from arrays: its op's CPU kernel (or its own)."""
+    k = _CPU_OVERRIDES.get(node.op.name) or getattr(node.op, "cpu", None)
+    return k if k is not None else node.op.kernel
+
+
+def build(graph: Graph, kernel=kernel_of, name: str = "run"):
+    """Python source for ``graph`` (inputs -> tuple of outputs), compiled; returns the function."""
+    glob: dict = {"np": np, "Stale": Stale}
+    names: dict[int, str] = {}
+
+    def const_name(value) -> str:
+        n = f"c{len(glob)}"
+        glob[n] = value
+        return n
+
+    for i, v in enumerate(graph.inputs):
+        names[v.id] = f"a{i}"
+
+    def ref(a) -> str:
+        if type(a) is Var:
+            if a.id not in names:
+                if a.const is None:
+                    raise RuntimeError(f"graph error: {a} is used before it is computed")
+                names[a.id] = const_name(a.const)
+            return names[a.id]
+        if a is None or isinstance(a, (bool, int, float, str)) and type(a) in (bool, int, float, str):
+            return repr(a)
+        return const_name(a)
+
+    last = {}
+    for i, n in enumerate(graph.nodes):
+        for a in n.vars:
+            last[a.id] = i
+    keep = {v.id for v in graph.outputs}
+    lines = [f"def {name}({', '.join(names[v.id] for v in graph.inputs)}):"]
+    for i, n in enumerate(graph.nodes):
+        k = const_name(kernel(n))
+        refs = _arg_refs(n.params)
+        pos = [ref(a) for j, a in enumerate(n.args) if j not in refs]
+        kw = [f"{p}={_src(v, n.args, ref, const_name)}" for p, v in n.params.items()]
+        out = names[n.out.id] = f"v{n.out.id}"
+        lines.append(f"    {out} = {k}({', '.join(pos + kw)})")
+        if n.out.id in graph.shape_checks:
+            lines.append(f"    if {out}.shape != {n.out.shape!r}: raise Stale")
+        dead = [names[a.id] for a in {a.id: a for a in n.vars}.values()
+                if last.get(a.id) == i and a.id not in keep and a.const is None
+                and not names[a.id].startswith("a")]
+        if dead:
+            lines.append(f"    del {', '.join(dead)}")
+    lines.append(f"    return ({''.join(ref(v) + ', ' for v in graph.outputs)})")
+    src = "\n".join(lines)
+    exec(compile(src, f"<ember.jit {name}>", "exec"), glob)
+    fn = glob[name]
+    fn.source = src
+    return fn
+
+
+def _arg_refs(params) -> set:
+    out = set()
+
+    def walk(v):
+        if isinstance(v, ArgRef):
+            out.add(int(v))
+        elif isinstance(v, tuple):
+            for x in v:
+                walk(x)
+    for v in params.values():
+        walk(v)
+    return out
+
+
+def _src(v, args, ref, const_name) -> str:
+    if isinstance(v, ArgRef):
+        return ref(args[int(v)])
+    if isinstance(v, tuple):
+        return "(" + "".join(_src(x, args, ref, const_name) + ", " for x in v) + ")"
+    if v is None or type(v) in (bool, int, float, str):
+        return repr(v)
+    return const_name(v)
