@@ -25,7 +25,7 @@ from . import mpi
 from .mpi import DistributedError
 
 
-_HOOKS: "weakref.WeakKeyDictionary[Module, list]" = weakref.WeakKeyDictionary()  # module -> its wrapper's hooks
+_WRAPPER: "weakref.WeakKeyDictionary[Module, weakref.ref]" = weakref.WeakKeyDictionary()  # module -> its DDP
 
 
 class _Bucket:
@@ -66,9 +66,9 @@ class DistributedDataParallel(Module):
                                    f"{type(module).__name__}")
         if not bucket_cap_mb > 0:
             raise DistributedError(f"DistributedDataParallel: bucket_cap_mb must be > 0, got {bucket_cap_mb}")
-        mpi.init()
+        world = mpi.init()
         self.module = module
-        self._comm = process_group if process_group is not None else mpi.init()
+        self._comm = process_group if process_group is not None else world
         self._world = self._comm.Get_size()
         self.broadcast_buffers = broadcast_buffers
         self.find_unused_parameters = find_unused_parameters
@@ -82,10 +82,13 @@ class DistributedDataParallel(Module):
         self._armed = self._done = False
         self._sync = True
         self._next = 0
-        for h in _HOOKS.pop(module, ()):  # wrapping again detaches the previous wrapper
-            h.remove()
-        _HOOKS[module] = [e[2].register_post_accumulate_grad_hook(self._make_hook(b, e))
-                          for b in self._buckets for e in b.entries]
+        old = _WRAPPER.get(module)
+        if old is not None and old() is not None:  # wrapping again detaches the previous wrapper
+            for h in old()._handles:
+                h.remove()
+        _WRAPPER[module] = weakref.ref(self)
+        self._handles = [e[2].register_post_accumulate_grad_hook(self._make_hook(b, e))
+                         for b in self._buckets for e in b.entries]
 
     @property
     def bucket_sizes(self) -> list[int]:
