@@ -10,7 +10,6 @@ any rank abort the whole job, so no rank waits forever in a collective for a dea
 from __future__ import annotations
 
 import sys
-import traceback
 from typing import Any
 
 import numpy as np
@@ -56,8 +55,8 @@ def init(comm=None):
     if _state["comm"] is None or comm is not None:
         MPI = _import_mpi()
         _state["MPI"], _state["comm"] = MPI, comm if comm is not None else MPI.COMM_WORLD
-        if _state["comm"].Get_size() > 1 and sys.excepthook is sys.__excepthook__:
-            sys.excepthook = _abort_on_error
+        if _state["comm"].Get_size() > 1 and not getattr(sys.excepthook, "_ember_abort", False):
+            sys.excepthook = _abort_on_error(sys.excepthook)
     return _state["comm"]
 
 
@@ -91,18 +90,21 @@ def barrier() -> None:
     _comm().Barrier()
 
 
-def _abort_on_error(etype, value, tb) -> None:
-    """sys.excepthook under MPI: print the error with the rank, then abort every rank (the
-    others may be blocked in a collective waiting for this one)."""
-    comm = _state["comm"]
-    try:
-        sys.stdout.flush()
-        msg = "".join(traceback.format_exception(etype, value, tb))
-        sys.stderr.write(f"ember.distributed: rank {comm.Get_rank()} of {comm.Get_size()} failed; "
-                         f"aborting all ranks\n{msg}")
-        sys.stderr.flush()
-    finally:
-        comm.Abort(1)
+def _abort_on_error(previous):
+    """A sys.excepthook for MPI jobs: name the rank, let ``previous`` print the error, then
+    abort every rank (the others may be blocked in a collective, waiting for this one)."""
+    def hook(etype, value, tb) -> None:
+        comm = _state["comm"]
+        try:
+            sys.stdout.flush()
+            sys.stderr.write(f"ember.distributed: rank {comm.Get_rank()} of {comm.Get_size()} "
+                             f"failed; aborting all ranks\n")
+            previous(etype, value, tb)
+            sys.stderr.flush()
+        finally:
+            comm.Abort(1)
+    hook._ember_abort = True
+    return hook
 
 
 # -- collectives on tensors ------------------------------------------------------------------
