@@ -6,8 +6,29 @@ from __future__ import annotations
 
 from .graph import Graph
 from . import runtime
+from .passes import rewrite, simplify, stable
+from .passes.cse import cse
+from .passes.dce import dce
+from .passes.fold import fold
 
-PASSES: list = []  # (name, function Graph -> Graph), run in this order
+
+def _rules(table):
+    return lambda g: rewrite(g, table)
+
+
+# (name, function Graph -> Graph), run in this order. Simplify before the stable forms so that
+# their patterns see through no-op casts and copies; fold and CSE again after both.
+PASSES: list = [
+    ("dce", dce),
+    ("cse", cse),
+    ("fold", fold),
+    ("simplify", _rules(simplify.RULES)),
+    ("stable", _rules(stable.RULES)),
+    ("fold", fold),
+    ("cse", cse),
+    ("simplify", _rules(simplify.RULES)),
+    ("dce", dce),
+]
 
 
 def optimize(graph: Graph):
