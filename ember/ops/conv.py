@@ -134,9 +134,12 @@ def _conv_transpose2d_kernel(xp):
         Cout = Coutg * groups
         H, W = _transpose_out(y.shape, w.shape, stride, padding, output_padding, dilation)
         reach = (dilation[0] * (kh - 1), dilation[1] * (kw - 1))
-        if stride == (1, 1) and padding[0] <= reach[0] and padding[1] <= reach[1]:
+        if (stride == (1, 1) and padding[0] <= reach[0] and padding[1] <= reach[1]
+                and Cin * H * W <= 2 * Cout * Hy * Wy):
             # Stride 1: a plain convolution of the padded input with the flipped, channel-swapped
-            # kernel (one im2col + GEMM instead of a GEMM plus kh*kw scatter passes).
+            # kernel: one im2col + GEMM instead of a GEMM plus kh*kw scatter passes. Its columns
+            # scale with Cin*H*W, the scatter's traffic with ~2*Cout*Hy*Wy; measured: faster for
+            # a ResNet block (64->64, pad 1), slower for LeNet's 32->64 unpadded layer.
             top, left = reach[0] - padding[0], reach[1] - padding[1]
             yp = _pad2(xp, y, top, top + output_padding[0], left, left + output_padding[1])
             wf = w.reshape(groups, Cin // groups, Coutg, kh, kw).swapaxes(1, 2)[..., ::-1, ::-1]
