@@ -75,8 +75,10 @@ def _run(args: argparse.Namespace) -> int:
     from .config import load_config
     overrides = list(args.overrides)
     if args.command == "train":
-        overrides += [f"train.epochs={args.epochs}"] * (args.epochs is not None)
-        overrides += [f"train.out={_toml_string(args.out)}"] * (args.out is not None)
+        if args.epochs is not None:
+            overrides.append(f"train.epochs={args.epochs}")
+        if args.out is not None:
+            overrides.append(f"train.out={_toml_string(args.out)}")
     cfg = load_config(args.config, overrides)
 
     if args.command == "train":

@@ -88,14 +88,14 @@ def train(cfg: Config, restart: bool = False) -> int:
 
     Example: train(load_config("examples/digits_cnn.toml"))
     """
-    out = Path(cfg.train.out)
-    out.mkdir(parents=True, exist_ok=True)
     ember.manual_seed(cfg.train.seed)
     data = build_data(cfg)
     model = build_model(cfg, data)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer)
     _compile(model, cfg, optimizer)
+    out = Path(cfg.train.out)
+    out.mkdir(parents=True, exist_ok=True)  # only now: a config that fails to build writes nothing
 
     start, best_so_far, last = 0, None, out / LAST
     if last.is_file() and not restart:
@@ -104,7 +104,7 @@ def train(cfg: Config, restart: bool = False) -> int:
         print(f"resuming from {last}: {start} of {cfg.train.epochs} epochs done")
     n_params = sum(p.numel() for p in model.parameters())
     print(f"training {cfg.model.zoo or 'a list of layers'} ({n_params:,} parameters) on {cfg.data.name} "
-          f"({len(data.train):,} train / {len(data.test):,} test) for {cfg.train.epochs} epochs; output in {out}")
+          f"({len(data.train):,} train / {len(data.test):,} test) for {cfg.train.epochs} epoch(s); output in {out}")
 
     best = None
     if cfg.train.validate:
