@@ -216,3 +216,15 @@ def test_interrupt_saves_and_rerun_resumes(tmp_path):
     assert "1 of 3 epochs done" in done.stdout and "Epoch 1/3" not in done.stdout and "Epoch 3/3" in done.stdout
     report = check_outputs(out, 3)  # metrics.csv: epochs 0, 1, 2 once each (the interrupted one not logged)
     assert report["resumed_from_epoch"] == 1 and report["test_accuracy"] > 0.8
+
+
+def test_tensorboard_reads_the_event_files(tmp_path, capsys):
+    ea = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator",
+                             reason="tensorboard is not installed (CI installs it)")
+    rc, _, err = ember(capsys, "train", EXAMPLES / "digits_mlp.toml", "--epochs", 2, "--out", tmp_path / "run",
+                       *sets("verbose=0"))
+    assert rc == 0, err
+    for run, tag in (("train", "epoch_loss"), ("validation", "epoch_accuracy")):
+        acc = ea.EventAccumulator(str(tmp_path / "run" / "tensorboard" / run))
+        acc.Reload()
+        assert [e.step for e in acc.Scalars(tag)] == [0, 1]

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -153,8 +153,15 @@ def train(cfg: Config, restart: bool = False) -> int:
     return 0
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and a rename, so a reader never sees half a report."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def _write_report(out: Path, report: dict) -> None:
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    _write_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
     lines = [f"config:         {report['config_file']}",
              f"parameters:     {report['parameters']:,}",
              f"epochs:         {report['epochs']} (resumed from epoch {report['resumed_from_epoch']})",
@@ -162,5 +169,4 @@ def _write_report(out: Path, report: dict) -> None:
              f"test loss:      {report['test_loss']:.4f}",
              f"test accuracy:  {100 * report['test_accuracy']:.2f}% of {report['test_samples']:,} samples",
              f"checkpoint:     {out / LAST}"]
-    (out / "report.txt").write_text("\n".join(lines) + "\n")
-    sys.stdout.flush()
+    _write_atomic(out / "report.txt", "\n".join(lines) + "\n")
