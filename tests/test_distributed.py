@@ -19,7 +19,7 @@ from ember.distributed import launcher as L
 
 SCRIPTS = Path(__file__).parent / "distributed_scripts"
 sys.path.insert(0, str(SCRIPTS))
-import common  # noqa: E402  (the model and data the MPI scripts train)
+import ddp_common as common  # noqa: E402  (the model and data the MPI scripts train)
 
 
 def _have_mpi() -> bool:

@@ -10,7 +10,7 @@ import numpy as np
 
 import ember as em
 import ember.distributed as dist
-from common import LR, PER_RANK, STEPS, batch, digits_cnn, sgd_step
+from ddp_common import LR, PER_RANK, STEPS, batch, digits_cnn, sgd_step
 
 
 class RecordingComm:
