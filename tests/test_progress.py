@@ -57,7 +57,7 @@ def in_terminal(script, verbose):
 def test_live_bar_in_a_terminal(script):
     out = in_terminal(script, "auto")
     lines = out.split("\r\n")  # the terminal turns "\n" into "\r\n"
-    assert lines[0] == "ember: train step: eager (ember.jit is not available)"
+    assert lines[0].startswith("ember: train step: ")  # eager or compiled, said once
     epoch1, epoch2, evaluate = lines[1:4]
     # each epoch's line was redrawn in place several times: carriage return, erase to end of line
     assert epoch1.count("\r") >= 3 and epoch1.count("\x1b[K") == epoch1.count("\r")
@@ -85,7 +85,7 @@ def test_piped_output_is_one_plain_line_per_epoch(script, verbose):
     assert "\r" not in r.stdout and "\x1b" not in r.stdout
     lines = r.stdout.splitlines()
     assert len(lines) == 5
-    assert lines[0] == "ember: train step: eager (ember.jit is not available)"
+    assert lines[0].startswith("ember: train step: ") and r.stdout.count("train step") == 1
     for i, line in enumerate(lines[1:3]):
         assert line.startswith(f"Epoch {i + 1}/2 8/8 [====================] ")
         assert "ETA" not in line and " it/s - loss: " in line and "- val_loss: " in line
