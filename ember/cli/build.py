@@ -5,14 +5,10 @@ import math
 
 import ember
 from .. import nn, optim, zoo
-from .config import Config, ConfigError, check_call_args, layer_class
+from .config import Config, ConfigError, layer_class
 from .data import RunData
 
-__all__ = ["build_model", "build_optimizer", "build_scheduler", "build_loss", "is_language_model"]
-
-
-def is_language_model(cfg: Config) -> bool:
-    return cfg.data.name == "text"
+__all__ = ["build_model", "build_optimizer", "build_scheduler", "build_loss"]
 
 
 def _data_defaults(data: RunData, seq_len: int) -> dict:

@@ -24,6 +24,7 @@ A file looks like::
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import sys
 import types
 import typing
@@ -240,7 +241,6 @@ def _layer_types() -> list[str]:
 
 def check_call_args(fn, args: dict, where: str, what: str, filled_later: tuple[str, ...] = ()) -> None:
     """Check keyword `args` for constructor `fn`: known names, required ones given, types by annotation."""
-    import inspect
     params = {k: p for k, p in inspect.signature(fn).parameters.items()
               if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and k not in ("device", "dtype")}
     for key in args:

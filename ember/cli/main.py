@@ -139,3 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     except EmberError as e:
         print(f"ember {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # outside training, or a second Ctrl-C during it
+        print(f"ember {args.command}: aborted", file=sys.stderr)
+        from .train import INTERRUPTED_EXIT
+        return INTERRUPTED_EXIT

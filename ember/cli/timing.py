@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import ember
 from .. import nn
 from ..tensor import Tensor
 
