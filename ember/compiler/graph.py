@@ -59,7 +59,10 @@ class Node:
     def __repr__(self) -> str:
         args = " ".join(_arg_str(a) for a in self.args)
         ps = " ".join(f"{k}={_param_str(v)}" for k, v in self.params.items())
-        return f"{self.out}:{self.out.type_str} = {self.op.name} {args}{' ' + ps if ps else ''}"
+        outs = getattr(self.op, "results", None) or [self.out]
+        name = self.op.describe() if hasattr(self.op, "describe") else self.op.name
+        lhs = ", ".join(f"{v}:{v.type_str}" for v in outs)
+        return f"{lhs} = {name} {args}{' ' + ps if ps else ''}"
 
 
 class Graph:

@@ -4,12 +4,16 @@
 """
 from __future__ import annotations
 
+import warnings
+
 from .graph import Graph
-from . import runtime
+from . import cache, runtime
+from .codegen import c as cgen
 from .passes import rewrite, simplify, stable
 from .passes.cse import cse
 from .passes.dce import dce
 from .passes.fold import fold
+from .passes.fuse import fuse
 
 
 def _rules(table):
@@ -31,16 +35,49 @@ PASSES: list = [
 ]
 
 
-def optimize(graph: Graph):
-    """Run every pass in order on a copy of ``graph``; returns (graph, list of (pass, nodes))."""
+def optimize(graph: Graph, native: bool | None = None):
+    """Run every pass in order on a copy of ``graph``, then fuse when C code can be built.
+    Returns (graph, list of (pass, node count))."""
     g = graph.copy()
     report = [("traced", len(g.nodes))]
     for name, p in PASSES:
         g = p(g)
         report.append((name, len(g.nodes)))
+    if native is None:
+        native = has_compiler()
+    if native:
+        g = dce(fuse(g))
+        report.append(("fuse", len(g.nodes)))
     return g, report
 
 
+_warned = []
+
+
+def has_compiler() -> bool:
+    """Whether C kernels can be built; warns once when they cannot."""
+    if cache.compiler() is not None:
+        return True
+    if not _warned:
+        _warned.append(True)
+        warnings.warn("ember.jit: no C compiler (or no Python headers) found; compiled functions run "
+                      "through NumPy without fusion. Install gcc (and python3-dev) or set EMBER_CC.",
+                      RuntimeWarning, stacklevel=3)
+    return False
+
+
+def compile_kernels(graph: Graph) -> None:
+    """Generate, compile (or load from the cache) and attach the C code of every fused node."""
+    fused = [n.op for n in graph.nodes if getattr(n.op, "results", None) is not None]
+    if not fused:
+        return
+    kernels = [(f"k{i}", f) for i, f in enumerate(fused)]
+    mod = cache.load(cgen.render_module(kernels))
+    for name, f in kernels:
+        f.kernel = getattr(mod, name)
+
+
 def executor(graph: Graph):
-    """A callable running ``graph`` on arrays."""
+    """A callable running ``graph`` on arrays (C kernels compiled first)."""
+    compile_kernels(graph)
     return runtime.build(graph)

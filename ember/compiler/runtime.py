@@ -16,6 +16,10 @@ class Stale(Exception):
     """The program no longer fits its inputs (a value-dependent shape changed): trace again."""
 
 
+# Ops whose NumPy kernels always return new C-contiguous arrays.
+CONTIGUOUS_OUT = {"matmul", "sum", "max", "min", "prod", "cat", "pad", "index_add", "index_put",
+                  "scatter_add", "cumsum", "argmax", "argmin", "all", "any"}
+
 # Ops whose eager dispatch does not call their kernel on CPU arrays.
 _CPU_OVERRIDES = {"to_device": lambda x, device: x}  # everything compiled here lives on the CPU
 
@@ -28,7 +32,7 @@ def kernel_of(node):
 
 def build(graph: Graph, kernel=kernel_of, name: str = "run"):
     """Python source for ``graph`` (inputs -> tuple of outputs), compiled; returns the function."""
-    glob: dict = {"np": np, "Stale": Stale}
+    glob: dict = {"np": np, "Stale": Stale, "empty": np.empty, "asc": np.ascontiguousarray}
     names: dict[int, str] = {}
 
     def const_name(value) -> str:
@@ -44,7 +48,7 @@ def build(graph: Graph, kernel=kernel_of, name: str = "run"):
             if a.id not in names:
                 if a.const is None:
                     raise RuntimeError(f"graph error: {a} is used before it is computed")
-                names[a.id] = const_name(a.const)
+                names[a.id] = const_name(np.ascontiguousarray(a.const))
             return names[a.id]
         if a is None or isinstance(a, (bool, int, float, str)) and type(a) in (bool, int, float, str):
             return repr(a)
@@ -56,13 +60,36 @@ def build(graph: Graph, kernel=kernel_of, name: str = "run"):
             last[a.id] = i
     keep = {v.id for v in graph.outputs}
     lines = [f"def {name}({', '.join(names[v.id] for v in graph.inputs)}):"]
+    contiguous: set = set()  # Vars known to be C-contiguous arrays
     for i, n in enumerate(graph.nodes):
-        k = const_name(kernel(n))
-        refs = _arg_refs(n.params)
-        pos = [ref(a) for j, a in enumerate(n.args) if j not in refs]
-        kw = [f"{p}={_src(v, n.args, ref, const_name)}" for p, v in n.params.items()]
-        out = names[n.out.id] = f"v{n.out.id}"
-        lines.append(f"    {out} = {k}({', '.join(pos + kw)})")
+        fused = getattr(n.op, "results", None)
+        if fused is not None and n.op.kernel is not None:
+            # A C kernel: contiguous inputs, outputs allocated here, written in place.
+            k = const_name(n.op.kernel)
+            ins = [ref(a) if a.id in contiguous or a.const is not None else f"asc({ref(a)})"
+                   for a in n.op.inputs]
+            outs = []
+            for v in fused:
+                names[v.id] = f"v{v.id}"
+                outs.append(names[v.id])
+                lines.append(f"    {names[v.id]} = empty({v.shape!r}, {const_name(v.dtype)})")
+                contiguous.add(v.id)
+            lines.append(f"    {k}({', '.join(ins + outs)})")
+        elif fused is not None:
+            k = const_name(n.op.numpy)
+            for v in fused:
+                names[v.id] = f"v{v.id}"
+            outs = "".join(names[v.id] + ", " for v in fused)
+            lines.append(f"    {outs}= {k}({', '.join(ref(a) for a in n.op.inputs)})")
+        else:
+            k = const_name(kernel(n))
+            refs = _arg_refs(n.params)
+            pos = [ref(a) for j, a in enumerate(n.args) if j not in refs]
+            kw = [f"{p}={_src(v, n.args, ref, const_name)}" for p, v in n.params.items()]
+            out = names[n.out.id] = f"v{n.out.id}"
+            lines.append(f"    {out} = {k}({', '.join(pos + kw)})")
+            if n.op.name in CONTIGUOUS_OUT:
+                contiguous.add(n.out.id)
         if n.out.id in graph.shape_checks:
             lines.append(f"    if {out}.shape != {n.out.shape!r}: raise Stale")
         dead = [names[a.id] for a in {a.id: a for a in n.vars}.values()
