@@ -36,8 +36,10 @@ def summary(model, input_shape: tuple[int, ...] | None = None, *, input: Any = N
     the totals, split into trainable (requires_grad) and non-trainable parameters.
 
     Output shapes come from one forward pass in eval mode without gradients, on ``input`` (an
-    example batch) or on zeros of ``input_shape`` (including the batch dimension); without
-    either the column shows "-". ``print_fn=None`` only returns the string.
+    example batch; a tuple for a model of several inputs) or on zeros of ``input_shape``
+    (including the batch dimension) of ``dtype`` (default: the parameters' dtype; pass
+    ember.int64 for token ids); without either the column shows "-". ``print_fn=None`` only
+    returns the string.
 
     Example: text = model.summary(input_shape=(1, 64), print_fn=None)
     """
@@ -67,7 +69,9 @@ def summary(model, input_shape: tuple[int, ...] | None = None, *, input: Any = N
         count = sum(p.numel() for p in m._parameters.values() if p is not None)
         table.append((f"{name or type(model).__name__} ({type(m).__name__})", shapes.get(id(m), "-"), f"{count:,}"))
     widths = [max(len(r[i]) for r in table) for i in range(3)]
-    line = lambda r: f"{r[0]:<{widths[0]}}   {r[1]:<{widths[1]}}   {r[2]:>{widths[2]}}"  # noqa: E731
+
+    def line(r: tuple[str, str, str]) -> str:
+        return f"{r[0]:<{widths[0]}}   {r[1]:<{widths[1]}}   {r[2]:>{widths[2]}}"
     rule = "-" * (sum(widths) + 6)
 
     params = list(model.parameters())  # each shared tensor once
