@@ -28,3 +28,4 @@ from .serialization import load, save  # noqa: E402
 
 __version__ = "0.1.0"
 from . import callbacks, metrics, training  # noqa: E402  (Keras-style API, issue 5)
+from .compiler import jit  # noqa: E402  (the compiler traces the ops above)

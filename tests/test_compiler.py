@@ -129,6 +129,52 @@ def test_gradient_accumulates_across_calls():
         close(w.grad, k * x)
 
 
+def test_zero_dim_state_updated_in_place_is_written_back():
+    """Adam's step counter: a 0-d tensor created on the first call and add_-ed every call."""
+    state = {}
+
+    @jit
+    def f(x):
+        if "step" not in state:
+            state["step"] = em.zeros(())
+        step = state["step"].add_(1).double()
+        return x * (1 - 0.9 ** step).float()
+
+    for k in range(1, 5):
+        out = f(em.ones(2))
+        assert state["step"].item() == k
+        close(out, em.ones(2) * (1 - 0.9 ** k))
+
+
+@pytest.mark.parametrize("name, kw", [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", dict(lr=0.01)),
+                                      ("AdamW", dict(lr=0.01, weight_decay=0.1))])
+def test_nn_and_optim_step_matches_eager_over_20_steps(name, kw):
+    def make():
+        em.manual_seed(0)
+        m = em.nn.Sequential(em.nn.Linear(6, 16), em.nn.Tanh(), em.nn.Linear(16, 3))
+        opt = getattr(em.optim, name)(m.parameters(), **kw)
+        loss_fn = em.nn.CrossEntropyLoss()
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = loss_fn(m(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+        return step, m
+
+    (eager, me), (compiled, mj) = make(), make()
+    compiled = em.jit(compiled)
+    rng = np.random.default_rng(0)
+    data = [(em.tensor(rng.standard_normal((8, 6)).astype(np.float32)), em.tensor(rng.integers(0, 3, 8)))
+            for _ in range(20)]
+    le = [eager(x, y).item() for x, y in data]
+    lj = [compiled(x, y).item() for x, y in data]
+    np.testing.assert_allclose(lj, le, rtol=1e-5)
+    for a, b in zip(mj.parameters(), me.parameters()):
+        close(a, b)
+
+
 def test_data_dependent_control_flow_names_the_line():
     @jit
     def f(x):

@@ -110,7 +110,7 @@ class Tracer:
         self.var_of(t)  # an external tensor written before it is read is still a capture
         if type(value) is Var:
             v = value
-        elif isinstance(value, np.ndarray) and id(value) in self.env:
+        elif id(value) in self.env:  # an op's result (an array, or a NumPy scalar for 0-d)
             v = self.env[id(value)]
         else:
             v = self.g.const(np.array(value, dtype=t._data.dtype, copy=True))
