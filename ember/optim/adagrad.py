@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..autograd import no_grad
-from ..creation import full_like
+from ..creation import full_like, zeros
 from ..tensor import Tensor
 from .optimizer import Optimizer, OptimizerStateError
 
@@ -40,7 +40,7 @@ class Adagrad(Optimizer):
         # As in PyTorch, the accumulators exist from the start (they hold the initial value).
         for group in self.param_groups:
             for p in group["params"]:
-                self.state[p] = {"step": 0, "sum": full_like(p, group["initial_accumulator_value"])}
+                self.state[p] = {"step": zeros(()), "sum": full_like(p, group["initial_accumulator_value"])}
 
     @no_grad()
     def step(self, closure=None):
@@ -56,13 +56,14 @@ class Adagrad(Optimizer):
                     continue
                 s = state.get(p)
                 if s is None:  # a group added after construction
-                    s = state[p] = {"step": 0, "sum": full_like(p, group["initial_accumulator_value"])}
-                step = s["step"] = s["step"] + 1
+                    s = state[p] = {"step": zeros(()), "sum": full_like(p, group["initial_accumulator_value"])}
+                step = s["step"].add_(1)
                 if maximize:
                     g = -g
                 if weight_decay != 0:
                     g = g + p * weight_decay
-                clr = lr / (1 + (step - 1) * lr_decay)
+                # A tensor step keeps the decayed rate right in a traced step.
+                clr = lr if lr_decay == 0 else lr / ((step.double() - 1) * lr_decay + 1)
                 state_sum = s["sum"].addcmul_(g, g)
-                p.addcdiv_(g, state_sum.sqrt().add_(eps), value=-clr)
+                p.sub_(g / state_sum.sqrt().add_(eps) * clr)
         return loss

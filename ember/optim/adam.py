@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..autograd import no_grad
-from ..creation import zeros_like
+from ..creation import zeros, zeros_like
 from ..ops import maximum
 from ..tensor import Tensor
 from .optimizer import Optimizer, OptimizerStateError
@@ -61,7 +61,7 @@ class Adam(Optimizer):
                     continue
                 s = state.get(p)
                 if s is None:
-                    s = state[p] = {"step": 0, "exp_avg": zeros_like(p), "exp_avg_sq": zeros_like(p)}
+                    s = state[p] = {"step": zeros(()), "exp_avg": zeros_like(p), "exp_avg_sq": zeros_like(p)}
                     if amsgrad:
                         s["max_exp_avg_sq"] = zeros_like(p)
                 if maximize:
@@ -71,7 +71,9 @@ class Adam(Optimizer):
                         p.mul_(1 - lr * weight_decay)
                     else:
                         g = g + p * weight_decay
-                step = s["step"] = s["step"] + 1
+                # The step count is a tensor (as in PyTorch) and the bias corrections are ember ops
+                # in float64, so a traced step stays right at every step count.
+                step = s["step"].add_(1).double()
                 exp_avg, exp_avg_sq = s["exp_avg"], s["exp_avg_sq"]
                 exp_avg.lerp_(g, 1 - beta1)
                 exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
@@ -79,6 +81,6 @@ class Adam(Optimizer):
                     v = s["max_exp_avg_sq"].copy_(maximum(s["max_exp_avg_sq"], exp_avg_sq))
                 else:
                     v = exp_avg_sq
-                denom = (v.sqrt() / (1 - beta2 ** step) ** 0.5).add_(eps)
-                p.addcdiv_(exp_avg, denom, value=-lr / (1 - beta1 ** step))
+                denom = (v.sqrt() / (1 - beta2 ** step).sqrt()).add_(eps)
+                p.sub_(exp_avg / denom * (lr / (1 - beta1 ** step)))
         return loss

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from ..autograd import enable_grad
+from ..creation import tensor
 from ..errors import EmberError
 from ..tensor import Tensor
 
@@ -160,8 +161,8 @@ class Optimizer:
 
 def _cast(p: Tensor, value, key: str, opt_name: str, index):
     """A fresh copy of a saved state value, on p's device; floating tensors in p's dtype."""
-    if key == "step":  # PyTorch saves the step count as a scalar tensor
-        return int(value.item()) if isinstance(value, Tensor) else int(value)
+    if key == "step":  # a 0-d float32 tensor, as PyTorch keeps it (a plain number is accepted)
+        return tensor(float(value.item() if isinstance(value, Tensor) else value))
     if isinstance(value, Tensor):
         if value.ndim and tuple(value.shape) != tuple(p.shape):
             raise OptimizerStateError(f"{opt_name}.load_state_dict: state {key!r} of parameter {index} "

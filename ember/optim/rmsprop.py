@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..autograd import no_grad
-from ..creation import zeros_like
+from ..creation import zeros, zeros_like
 from ..tensor import Tensor
 from .optimizer import Optimizer, OptimizerStateError
 
@@ -52,12 +52,12 @@ class RMSprop(Optimizer):
                     continue
                 s = state.get(p)
                 if s is None:
-                    s = state[p] = {"step": 0, "square_avg": zeros_like(p)}
+                    s = state[p] = {"step": zeros(()), "square_avg": zeros_like(p)}
                     if momentum > 0:
                         s["momentum_buffer"] = zeros_like(p)
                     if centered:
                         s["grad_avg"] = zeros_like(p)
-                s["step"] += 1
+                s["step"].add_(1)
                 if maximize:
                     g = -g
                 if weight_decay != 0:
@@ -75,5 +75,5 @@ class RMSprop(Optimizer):
                     buf.mul_(momentum).addcdiv_(g, avg)
                     p.add_(buf, alpha=-lr)
                 else:
-                    p.addcdiv_(g, avg, value=-lr)
+                    p.sub_(g / avg * lr)
         return loss
