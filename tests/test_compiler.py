@@ -204,6 +204,25 @@ def test_train_eval_mode_is_a_guard():
     assert len(jf.variants) == 2
 
 
+def test_learning_rate_change_by_a_scheduler_is_a_guard():
+    def make():
+        w = em.ones(3, requires_grad=True)
+        opt = em.optim.SGD([w], lr=0.1)
+        sched = em.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+
+        def step():
+            opt.zero_grad()
+            (w * w).sum().backward()
+            opt.step()
+        return step, sched, w
+    (se, sche, we), (sj, schj, wj) = make(), make()
+    sj = jit(sj)
+    for _ in range(6):
+        se(); sj(); sche.step(); schj.step()
+        close(wj, we)
+    assert len(sj.variants) == 3
+
+
 def test_ir_prints_before_and_after():
     jf = jit(lambda x: x.exp() + 0)
     with pytest.raises(TraceError, match="call the jitted function once"):

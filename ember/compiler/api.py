@@ -91,7 +91,7 @@ class JitFunction:
         self.fn = fn
         self.check = check
         self.variants: OrderedDict = OrderedDict()
-        self._modules = None
+        self._modules = self._optims = None
         self.last: Program | None = None
 
     def __call__(self, *args, **kwargs):
@@ -121,10 +121,16 @@ class JitFunction:
         return tr.eager_out
 
     def _mode(self):
-        """Train/eval flags of the modules the function can see (a guard)."""
+        """Guards on Python state the trace bakes in: train/eval flags of the modules the
+        function can see, and the hyperparameters (lr...) of its optimizers, which
+        schedulers change between calls (a change compiles a new variant)."""
         if self._modules is None:
-            self._modules = _find_modules(self.fn)
-        return tuple([m.training for m in self._modules]) if self._modules else None
+            self._modules, self._optims = _find_state(self.fn)
+        if not self._modules and not self._optims:
+            return None
+        return (tuple([m.training for m in self._modules]),
+                tuple([tuple([tuple(v) if type(v) is list else v for k, v in g.items() if k != "params"])
+                       for o in self._optims for g in o.param_groups]))
 
     def ir(self, which: str = "both") -> str:
         """The graph of the last compiled variant: before and/or after the rewrites."""
@@ -188,9 +194,11 @@ def _unflatten(tree, it):
     return tree
 
 
-def _find_modules(fn) -> list:
-    """Modules reachable from the function's closure, globals it names, and its ``self``."""
+def _find_state(fn):
+    """Modules and optimizers reachable from the function's closure, the globals it names and
+    its ``self``."""
     from ..nn.module import Module
+    from ..optim.optimizer import Optimizer
     objs = []
     if hasattr(fn, "__self__"):
         objs.append(fn.__self__)
@@ -207,11 +215,14 @@ def _find_modules(fn) -> list:
                 pass
         g = getattr(f, "__globals__", {})
         objs += [g[n] for n in code.co_names if n in g]
-    mods, seen = [], set()
+    mods, optims, seen = [], [], set()
     for o in objs:
         if isinstance(o, Module):
             for m in o.modules():
                 if id(m) not in seen:
                     seen.add(id(m))
                     mods.append(m)
-    return mods
+        elif isinstance(o, Optimizer) and id(o) not in seen:
+            seen.add(id(o))
+            optims.append(o)
+    return mods, optims
