@@ -25,15 +25,16 @@ def _np_dtype(dtype):
     return None if dtype is None else D.as_dtype(dtype).np
 
 
-def _infer(data) -> np.ndarray:
-    """Python data -> array with PyTorch's default dtypes (floats -> float32, ints -> int64)."""
+def _infer(data, explicit_dtype: bool = False) -> np.ndarray:
+    """Python data -> array with PyTorch's default dtypes (floats -> float32, ints -> int64).
+    With an explicit dtype, Python floats stay float64 until the final cast (no double rounding)."""
     if isinstance(data, np.ndarray):
         arr = data
     elif isinstance(data, Tensor):
         arr = data._host()
     else:
         arr = np.asarray(data)
-        if arr.dtype == np.float64 and not _has_float64(data):
+        if arr.dtype == np.float64 and not explicit_dtype and not _has_float64(data):
             arr = arr.astype(D.get_default_dtype().np)
     if arr.dtype.kind == "O":
         raise DTypeError(f"tensor: cannot make a tensor from {type(data).__name__} data of mixed or "
@@ -54,7 +55,7 @@ def _has_float64(data) -> bool:
 
 def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """A new tensor holding a copy of ``data``. ``ember.tensor([[1., 2.], [3., 4.]])``."""
-    arr = _infer(data)
+    arr = _infer(data, dtype is not None)
     npd = _np_dtype(dtype)
     arr = np.array(arr, dtype=npd if npd is not None else arr.dtype, copy=True)
     return _finish(arr, device, requires_grad)
@@ -64,7 +65,7 @@ def as_tensor(data, dtype=None, device=None) -> Tensor:
     """Like ``tensor`` but shares memory with a NumPy array or Tensor when it can."""
     if isinstance(data, Tensor):
         return data.to(dtype=dtype, device=device)
-    arr = _infer(data)
+    arr = _infer(data, dtype is not None)
     npd = _np_dtype(dtype)
     if npd is not None and arr.dtype != npd:
         arr = arr.astype(npd)

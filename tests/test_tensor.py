@@ -179,3 +179,10 @@ def test_deepcopy_keeps_devices_interned():
     y = copy.deepcopy(x)
     assert y.device is x.device
     (x + y).sum()  # the eager path compares devices by identity
+
+
+def test_explicit_float64_keeps_python_float_precision():
+    assert em.tensor(0.2, dtype=em.float64).item() == 0.2
+    assert em.tensor([0.1, 0.2], dtype=em.float64).tolist() == [0.1, 0.2]
+    assert em.as_tensor([0.1], dtype=em.float64).tolist() == [0.1]
+    assert em.tensor(0.2).dtype is em.float32
