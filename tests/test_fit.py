@@ -282,13 +282,7 @@ def test_falls_back_to_eager_when_jit_fails(capsys, monkeypatch):
     assert model._compiled.step_mode.startswith("train step: eager (ember.jit failed")
 
 
-ADAM_STEP_BUG = pytest.mark.xfail(strict=True, reason=(
-    "compiler bug: under ember.jit, Adam's 0-d step counter (state['step'].add_(1)) is not written "
-    "back after the traced call, so it stays at 2 and the bias correction goes wrong from step 3"))
-
-
-@pytest.mark.parametrize("opt", ["sgd", "rmsprop", "adagrad", pytest.param("adam", marks=ADAM_STEP_BUG),
-                                 pytest.param("adamw", marks=ADAM_STEP_BUG)])
+@pytest.mark.parametrize("opt", ["sgd", "rmsprop", "adagrad", "adam", "adamw"])
 def test_real_jit_trains_like_eager(opt, monkeypatch):
     compiler = pytest.importorskip("ember.compiler", reason="the compiler (ember.jit) is not in this tree")
     monkeypatch.setattr(em, "jit", compiler.jit, raising=False)

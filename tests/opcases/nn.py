@@ -36,7 +36,7 @@ def coef_of(t):
 
 def _ce_ember(axis):
     def f(x, t):
-        coef = em.tensor(coef_of(t.numpy()), dtype=x.dtype)
+        coef = 1.0 + 0.5 * (t % 2).to(x.dtype)  # ember ops, so the case also traces under jit
         return nnops.cross_entropy_(x, t, coef, axis=axis)
     return f
 
