@@ -170,3 +170,12 @@ def test_port_pytorch_mlp_by_state_dict():
     np.testing.assert_allclose(em_m(em.tensor(ids)).detach().numpy(), tm(torch.tensor(ids)).detach().numpy(),
                                rtol=1e-5, atol=1e-5)  # float32 in both
     assert int(em_m.body[4].num_batches_tracked.item()) == 1
+
+
+def test_to_keeps_tied_weights_tied():
+    import ember as em
+    a, b = em.nn.Linear(3, 3), em.nn.Linear(3, 3)
+    b.weight = a.weight
+    model = em.nn.Sequential(a, b).double()
+    assert model[0].weight is model[1].weight and model[0].weight.dtype is em.float64
+    assert len(list(model.parameters())) == 3

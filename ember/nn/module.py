@@ -214,16 +214,21 @@ class Module:
                 p.grad.zero_()
 
     def _apply_to_tensors(self, fn: Callable[[Tensor], Tensor]) -> "Module":
+        """Replace every parameter and buffer by ``fn`` of it. A tensor shared by several
+        modules (tied weights) is converted once and stays shared."""
+        done: dict = {}
         for m in self.modules():
             for name, p in m._parameters.items():
                 if p is not None:
-                    new = fn(p)
-                    if new is not p:
-                        q = Parameter(new, requires_grad=p.requires_grad)
-                        m._parameters[name] = q
+                    if id(p) not in done:
+                        new = fn(p)
+                        done[id(p)] = p if new is p else Parameter(new, requires_grad=p.requires_grad)
+                    m._parameters[name] = done[id(p)]
             for name, b in m._buffers.items():
                 if b is not None:
-                    m._buffers[name] = fn(b)
+                    if id(b) not in done:
+                        done[id(b)] = fn(b)
+                    m._buffers[name] = done[id(b)]
         return self
 
     def to(self, *args, **kwargs) -> "Module":

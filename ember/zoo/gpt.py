@@ -81,13 +81,6 @@ class GPT(nn.Module):
                 std = 0.02 / math.sqrt(2 * n_layer) if name.endswith(("c_proj.weight", "mlp.2.weight")) else 0.02
                 nn.init.normal_(p, 0.0, std)
 
-    def _apply_to_tensors(self, fn):
-        # Module.to/double replace each parameter entry by its own new tensor, which would untie
-        # the head from the embedding; tie them again (PyTorch's Module.to keeps ties).
-        super()._apply_to_tensors(fn)
-        self.lm_head.weight = self.wte.weight
-        return self
-
     def forward(self, idx: Tensor) -> Tensor:
         B, T = idx.shape
         if T > self.block_size:
