@@ -228,3 +228,14 @@ def test_tensorboard_reads_the_event_files(tmp_path, capsys):
         acc = ea.EventAccumulator(str(tmp_path / "run" / "tensorboard" / run))
         acc.Reload()
         assert [e.step for e in acc.Scalars(tag)] == [0, 1]
+
+
+def test_ember_run_launches_n_mpi_processes(tmp_path):
+    pytest.importorskip("mpi4py", reason="ember run needs the mpi extra (pip install -e '.[mpi]')")
+    script = tmp_path / "hello.py"
+    script.write_text("import ember.distributed as dist\ndist.init()\n"
+                      "print(f'rank {dist.rank()} of {dist.world_size()}', flush=True)\n")
+    r = subprocess.run([sys.executable, "-m", "ember", "run", "-n", "2", str(script)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert sorted(line for line in r.stdout.splitlines() if line.startswith("rank")) == ["rank 0 of 2", "rank 1 of 2"]

@@ -116,3 +116,13 @@ def test_set_errors():
     assert "--set colour: no section has it" in error(MLP, ["colour=red"])
     assert "[train] unknown key 'epoch'" in error(MLP, ["train.epoch=1"])
     assert "[train] epochs must be an integer" in error(MLP, ["epochs=two"])  # a bare word is a string
+
+
+def test_validation_comes_from_training_data_not_the_test_set():
+    from ember.cli.config import Config
+    from ember.cli.train import _split_validation
+    cfg = Config()
+    train, val = _split_validation(list(range(100)), cfg)
+    assert len(train) == 90 and list(val) == list(range(90, 100))
+    cfg.train.validate = False
+    assert _split_validation(list(range(100)), cfg) == (list(range(100)), None)

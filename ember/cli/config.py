@@ -105,7 +105,9 @@ class TrainConfig:
     seed: int = 0  # seeds weights, shuffling and dropout: a rerun gives the same numbers
     out: str = ""  # output folder; "" = runs/<config file name without .toml>
     label_smoothing: float = 0.0  # of the cross-entropy loss
-    validate: bool = True  # evaluate on the test set after each epoch (val_ columns), as Caffe's test_interval
+    validate: bool = True  # evaluate on held-out training data after each epoch (val_ columns, best.safetensors)
+    validation_split: float = 0.1  # the last fraction of the training set, never trained on; the test set is
+    #                                only used for the final report, so the best checkpoint is not picked on it
     jit: bool = True  # compile the train step with ember.jit where it can (fit falls back to eager)
     verbose: int = field(default=1, metadata=_choices(0, 1, 2))  # 0 quiet, 1 progress bar, 2 a line per epoch
 

@@ -61,10 +61,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
 
     sub.add_parser("info", help="version, backends, devices, C compiler and compile cache")
+
+    p = sub.add_parser("run", help="run a Python script in N MPI processes (mpiexec; needs ember[mpi])")
+    p.add_argument("-n", type=int, default=2, help="number of processes (default 2)")
+    p.add_argument("script", help="the training script, e.g. one using ember.distributed")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
     return ap
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        import ember.distributed as dist  # lazily: the rest of the command works without MPI
+        return dist.launch(args.n, [args.script, *args.args])
     if args.command == "info":
         from .info import info_lines
         print("\n".join(info_lines()))

@@ -3,7 +3,8 @@
 The output folder gets:
     last.safetensors   training checkpoint after every epoch and on Ctrl-C (model, optimizer,
                        schedule, epoch, RNG state); running the same command again resumes from it
-    best.safetensors   the weights with the best test accuracy so far (with [train] validate)
+    best.safetensors   the weights with the best validation accuracy so far (with [train] validate;
+                       validation data is the last [train] validation_split of the training set)
     metrics.csv        one row per epoch (CSVLogger)
     tensorboard/       event files (tensorboard --logdir <out>/tensorboard)
     report.json, report.txt   the final test loss and accuracy, the config, the history
@@ -23,7 +24,7 @@ from pathlib import Path
 import ember
 from .. import nn
 from ..callbacks import Callback, CSVLogger, LearningRateScheduler, ModelCheckpoint, TensorBoard
-from ..data import DataLoader
+from ..data import DataLoader, Subset
 from ..serialization import load_checkpoint, save_checkpoint
 from .build import build_loss, build_model, build_optimizer, build_scheduler
 from .config import Config
@@ -68,6 +69,18 @@ class _RunCheckpoint(Callback):
             raise Interrupted(f"the end of epoch {epoch + 1}")
 
 
+def _split_validation(train, cfg: Config):
+    """(train, validation) subsets: the last ``validation_split`` of the training set is held out."""
+    if not cfg.train.validate:
+        return train, None
+    if not 0 < cfg.train.validation_split < 1:
+        raise ValueError(f"{cfg.source}: [train] validation_split must be in (0, 1) when validate = true, "
+                         f"got {cfg.train.validation_split}")
+    n = len(train)
+    k = max(1, int(round(n * cfg.train.validation_split)))
+    return Subset(train, range(n - k)), Subset(train, range(n - k, n))
+
+
 def _loader(ds, cfg: Config, shuffle: bool) -> DataLoader:
     return DataLoader(ds, batch_size=cfg.train.batch_size, shuffle=shuffle)
 
@@ -102,12 +115,15 @@ def train(cfg: Config, restart: bool = False) -> int:
         ckpt = load_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler)
         start, best_so_far = int(ckpt["epoch"]), ckpt.get("best_val_accuracy")
         print(f"resuming from {last}: {start} of {cfg.train.epochs} epochs done")
+    train_set, val_set = _split_validation(data.train, cfg)
     n_params = sum(p.numel() for p in model.parameters())
+    val_note = f" / {len(val_set):,} validation" if val_set is not None else ""
     print(f"training {cfg.model.zoo or 'a list of layers'} ({n_params:,} parameters) on {cfg.data.name} "
-          f"({len(data.train):,} train / {len(data.test):,} test) for {cfg.train.epochs} epoch(s); output in {out}")
+          f"({len(train_set):,} train{val_note} / {len(data.test):,} test) for {cfg.train.epochs} epoch(s); "
+          f"output in {out}")
 
     best = None
-    if cfg.train.validate:
+    if val_set is not None:
         best = ModelCheckpoint(out / BEST, monitor="val_accuracy", mode="max", save_best_only=True,
                                save_weights_only=True, initial_value_threshold=best_so_far)
     extra = {"config": cfg.to_dict(), **({"vocab": data.vocab} if data.vocab is not None else {})}
@@ -127,9 +143,9 @@ def train(cfg: Config, restart: bool = False) -> int:
     previous = signal.signal(signal.SIGINT, on_sigint)
     t0 = time.perf_counter()
     try:
-        history = model.fit(_loader(data.train, cfg, True), epochs=cfg.train.epochs, initial_epoch=start,
+        history = model.fit(_loader(train_set, cfg, True), epochs=cfg.train.epochs, initial_epoch=start,
                             callbacks=callbacks,
-                            validation_data=_loader(data.test, cfg, False) if cfg.train.validate else None,
+                            validation_data=_loader(val_set, cfg, False) if val_set is not None else None,
                             verbose=cfg.train.verbose)
     except Interrupted as e:
         run_ckpt.save()
