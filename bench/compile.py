@@ -1,0 +1,142 @@
+"""The compiler benchmark: ember eager, ember.jit, torch eager, torch.compile and (when installed)
+JAX's jit on the workloads of issue 8, in one process, 2 threads each.
+
+Prints steps/s (training steps) or ms (W5 kernels), compile times (first, and again from the
+on-disk caches with a fresh function) and ratios against torch eager (>1 = faster than torch).
+
+Run: python bench/compile.py [--quick] [--only W2,W5] [--no-torch-compile]
+"""
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _env import clean_env_and_reexec  # noqa: E402
+
+clean_env_and_reexec()
+
+from compile_workloads import WORKLOADS  # noqa: E402
+
+FRAMEWORKS = ["ember eager", "ember.jit", "torch eager", "torch.compile", "jax.jit"]
+
+
+def _time(step, n: int, rounds: int = 3) -> float:
+    """Best of ``rounds`` runs of n calls, seconds per call."""
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            step()
+        best = min(best, (time.perf_counter() - t0) / n)
+    return best
+
+
+def _ember_step(made, jitted: bool):
+    """A zero-argument step for ember (the jitted function built fresh), and its first call time."""
+    import ember as em
+    fn, args = made[0], made[1]
+    pre = made[2] if len(made) > 2 else None
+    f = em.jit(fn) if jitted else fn
+    if pre is None:
+        step = lambda: f(*args)  # noqa: E731
+    else:
+        def step():
+            pre(*args)
+            return f(*args)
+    t0 = time.perf_counter()
+    step()
+    return step, time.perf_counter() - t0
+
+
+def run_one(fw: str, work, args):
+    """(seconds per step, first-call seconds, cached-compile seconds or None) or a reason string."""
+    if fw == "jax.jit":
+        try:
+            import jax  # noqa: F401
+        except ImportError:
+            return "not installed"
+        return "no JAX version of this workload"
+    if fw.startswith("ember"):
+        jitted = fw == "ember.jit"
+        step, first = _ember_step(work.make(fw), jitted)
+        cached = None
+        if jitted:  # a fresh jit of a fresh model: traces again, kernels come from the disk cache
+            step2, cached = _ember_step(work.make(fw), True)
+            step2()
+    else:
+        import torch
+        step = work.make(fw)
+        cached = None
+        if fw == "torch.compile":
+            if args.no_torch_compile:
+                return "skipped (--no-torch-compile)"
+            try:
+                torch._dynamo.reset()
+                inner = step
+                step = torch.compile(inner)
+                t0 = time.perf_counter()
+                step()
+                first = time.perf_counter() - t0
+                torch._dynamo.reset()  # in-memory state gone; inductor's disk cache stays
+                step2 = torch.compile(work.make(fw))
+                t0 = time.perf_counter()
+                step2()
+                cached = time.perf_counter() - t0
+            except Exception as e:  # noqa: BLE001 - report any failure and go on
+                return f"failed: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
+        else:
+            t0 = time.perf_counter()
+            step()
+            first = time.perf_counter() - t0
+    step()  # warm
+    n = work.steps
+    return _time(step, n), first, cached
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer steps per measurement")
+    p.add_argument("--only", default="", help="comma-separated workloads (W1..W5; W5 = W5a,W5b)")
+    p.add_argument("--frameworks", default="", help="comma-separated subset of: " + ", ".join(FRAMEWORKS))
+    p.add_argument("--no-torch-compile", action="store_true", help="skip torch.compile (slow to compile)")
+    args = p.parse_args()
+    import numpy as np  # noqa: F401  (after the re-exec)
+    import torch
+    torch.set_num_threads(2)
+    names = list(WORKLOADS)
+    if args.only:
+        want = [w.strip() for w in args.only.split(",")]
+        names = [n for n in names if n in want or n.rstrip("ab") in want]
+    fws = [f.strip() for f in args.frameworks.split(",")] if args.frameworks else FRAMEWORKS
+    print(f"load: {os.getloadavg()[0]:.2f} (1-min average), {os.cpu_count()} cores; ratio = torch eager "
+          f"time / this time (>1 is faster than torch eager)", flush=True)
+    for name in names:
+        work = WORKLOADS[name](args.quick)
+        print(f"\n{work.name}")
+        print(f"  {'framework':14s} {work.unit:>10s} {'vs torch':>9s} {'compile 1st':>12s} {'cached':>8s}")
+        base = None
+        results = {}
+        for fw in fws:
+            try:
+                r = run_one(fw, work, args)
+            except Exception as e:  # noqa: BLE001 - one framework failing must not stop the table
+                r = f"failed: {type(e).__name__}: {e}"
+            results[fw] = r
+            if fw == "torch eager" and not isinstance(r, str):
+                base = r[0]
+        for fw in fws:
+            r = results[fw]
+            if isinstance(r, str):
+                print(f"  {fw:14s} {r}")
+                continue
+            sec, first, cached = r
+            val = 1.0 / sec if work.unit == "steps/s" else sec * 1e3
+            ratio = f"{base / sec:8.2f}x" if base else "        -"
+            comp = f"{first:11.2f}s" if fw in ("ember.jit", "torch.compile") else "           -"
+            cach = f"{cached:7.2f}s" if cached is not None else "       -"
+            print(f"  {fw:14s} {val:10.1f} {ratio} {comp} {cach}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
