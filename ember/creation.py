@@ -5,7 +5,7 @@ import numpy as np
 
 from . import dtypes as D
 from .backends import backend_for
-from .device import Device, cpu, device as as_device
+from .device import cpu, device as as_device
 from .errors import DTypeError
 from .random import default_generator
 from .tensor import Tensor, _new

@@ -6,7 +6,7 @@ import numpy as np
 
 from . import dtypes as D
 from .device import Device, cpu, device as as_device
-from .errors import AutogradError, DTypeError
+from .errors import AutogradError
 
 _object_new = object.__new__
 

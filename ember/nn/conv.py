@@ -1,7 +1,6 @@
 """Convolution layers: Conv1d, Conv2d, ConvTranspose2d (PyTorch names, shapes, init, repr)."""
 from __future__ import annotations
 
-import math
 
 from ..creation import empty
 from ..errors import EmberError, ShapeError
@@ -60,13 +59,7 @@ class _ConvNd(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        # PyTorch's default: kaiming_uniform(a=sqrt(5)) is U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
-        # and the bias uses the same bound. fan_in = weight.shape[1] * kernel area.
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.weight.shape[1] * math.prod(self.kernel_size)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        init.layer_default_(self.weight, self.bias)
 
     def _check_input(self, x: Tensor) -> None:
         n = self._nd

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Callable, Iterator
 
-from ..device import device as as_device
-from ..errors import EmberError, ShapeError
+from ..errors import EmberError
 from ..tensor import Tensor
 from .parameter import Parameter
 

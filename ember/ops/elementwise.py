@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 
-from .. import dtypes as D
 from .registry import BinaryOp, TernaryOp, UnaryOp
 from .special import erf_kernel
 

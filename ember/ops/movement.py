@@ -12,7 +12,7 @@ from ..backends import backend_for
 from ..device import cpu
 from ..errors import DeviceError, ShapeError, shape_str
 from ..tensor import Tensor, _new
-from .registry import Op, _grad_enabled, _record, normalize_dim
+from .registry import Op, _record, normalize_dim
 from . import registry as R
 
 
