@@ -239,3 +239,18 @@ def test_ember_run_launches_n_mpi_processes(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert sorted(line for line in r.stdout.splitlines() if line.startswith("rank")) == ["rank 0 of 2", "rank 1 of 2"]
+
+
+def test_ember_train_under_mpiexec_is_data_parallel_and_rank0_writes(tmp_path):
+    pytest.importorskip("mpi4py", reason="needs the mpi extra (pip install -e '.[mpi]')")
+    from ember.distributed import launcher
+    out = tmp_path / "run"
+    cmd = [launcher.find_mpiexec(), "-n", "2", sys.executable, "-m", "ember", "train",
+           str(EXAMPLES / "digits_cnn.toml"), "--out", str(out), "--epochs", "1", "--set", "train.verbose=2"]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("data-parallel over 2 ranks") == 1 and r.stdout.count("test accuracy") == 1
+    assert "Epoch 1/1 21/21" in r.stdout  # each rank trains on half of the 41 batches
+    assert len((out / "metrics.csv").read_text().splitlines()) == 2
+    assert (out / "last.safetensors").is_file() and (out / "report.json").is_file()

@@ -202,3 +202,18 @@ def test_sampler_errors():
         dist.DistributedSampler(range(4), num_replicas=2, rank=2)
     with pytest.raises(dist.DistributedError, match="num_replicas must be an int >= 1, got 0"):
         dist.DistributedSampler(range(4), num_replicas=0, rank=0)
+
+
+@needs_mpi
+def test_fit_distributed_trains_in_sync_and_only_rank0_writes(tmp_path):
+    r = mpirun("fit_ddp.py", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    ranks = [line.split() for line in r.stdout.splitlines() if line.startswith("RANK")]
+    assert len(ranks) == 2
+    assert ranks[0][3] == ranks[1][3], "ranks ended with different weights"
+    first_loss, last_loss = float(ranks[0][5]), float(ranks[0][6])
+    assert last_loss < first_loss, "loss did not fall"
+    assert ranks[0][5:] == ranks[1][5:], "logged losses are not averaged over ranks"
+    assert r.stdout.count("ember: train step: eager, data-parallel over 2 ranks") == 1  # rank 0 prints
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3  # header + one row per epoch, written once

@@ -50,7 +50,11 @@ class _RunCheckpoint(Callback):
         self.interrupt_requested = False
         self.epoch = 0  # epochs completed
 
+    main = True  # under MPI, only rank 0 writes the checkpoint
+
     def save(self) -> None:
+        if not self.main:
+            return
         best = {} if self.best is None or not math.isfinite(self.best.best) else {"best_val_accuracy": self.best.best}
         save_checkpoint(self.path, model=self.model, optimizer=self.model.optimizer, scheduler=self.scheduler,
                         epoch=self.epoch, **self.extra, **best)
@@ -67,6 +71,14 @@ class _RunCheckpoint(Callback):
         self.save()
         if self.interrupt_requested:
             raise Interrupted(f"the end of epoch {epoch + 1}")
+
+
+def _mpi_world_size() -> int:
+    """Ranks in the MPI job this process was started in by mpiexec (1 when not under MPI)."""
+    for var in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):  # Open MPI, MPICH (Hydra)
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 1
 
 
 def _split_validation(train, cfg: Config):
@@ -110,15 +122,23 @@ def train(cfg: Config, restart: bool = False) -> int:
     out = Path(cfg.train.out)
     out.mkdir(parents=True, exist_ok=True)  # only now: a config that fails to build writes nothing
 
+    distributed = _mpi_world_size() > 1
+    if distributed:  # under mpiexec: data-parallel; rank 0 alone prints and writes
+        import ember.distributed as dist
+        dist.init()
+        main = dist.is_main_process()
+    else:
+        main = True
+    say = print if main else (lambda *a, **k: None)
     start, best_so_far, last = 0, None, out / LAST
     if last.is_file() and not restart:
         ckpt = load_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler)
         start, best_so_far = int(ckpt["epoch"]), ckpt.get("best_val_accuracy")
-        print(f"resuming from {last}: {start} of {cfg.train.epochs} epochs done")
+        say(f"resuming from {last}: {start} of {cfg.train.epochs} epochs done")
     train_set, val_set = _split_validation(data.train, cfg)
     n_params = sum(p.numel() for p in model.parameters())
     val_note = f" / {len(val_set):,} validation" if val_set is not None else ""
-    print(f"training {cfg.model.zoo or 'a list of layers'} ({n_params:,} parameters) on {cfg.data.name} "
+    say(f"training {cfg.model.zoo or 'a list of layers'} ({n_params:,} parameters) on {cfg.data.name} "
           f"({len(train_set):,} train{val_note} / {len(data.test):,} test) for {cfg.train.epochs} epoch(s); "
           f"output in {out}")
 
@@ -128,6 +148,7 @@ def train(cfg: Config, restart: bool = False) -> int:
                                save_weights_only=True, initial_value_threshold=best_so_far)
     extra = {"config": cfg.to_dict(), **({"vocab": data.vocab} if data.vocab is not None else {})}
     run_ckpt = _RunCheckpoint(last, scheduler, extra, best)
+    run_ckpt.main = main
     callbacks = ([LearningRateScheduler(scheduler)] if scheduler is not None else []) + [
         CSVLogger(out / "metrics.csv", append=start > 0 and not restart),
         TensorBoard(out / "tensorboard"),
@@ -146,7 +167,7 @@ def train(cfg: Config, restart: bool = False) -> int:
         history = model.fit(_loader(train_set, cfg, True), epochs=cfg.train.epochs, initial_epoch=start,
                             callbacks=callbacks,
                             validation_data=_loader(val_set, cfg, False) if val_set is not None else None,
-                            verbose=cfg.train.verbose)
+                            verbose=cfg.train.verbose, distributed=distributed)
     except Interrupted as e:
         run_ckpt.save()
         print(f"interrupted at {e}: saved {last} ({run_ckpt.epoch} epochs complete); "
@@ -162,9 +183,10 @@ def train(cfg: Config, restart: bool = False) -> int:
               "test_loss": test["loss"], "test_accuracy": test["accuracy"], "test_samples": len(data.test),
               "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
               "config": cfg.to_dict()}
-    _write_report(out, report)
+    if main:
+        _write_report(out, report)
     what = "per-character accuracy" if data.vocab is not None else "accuracy"
-    print(f"test {what}: {100 * test['accuracy']:.2f}% (loss {test['loss']:.4f}, {len(data.test):,} samples); "
+    say(f"test {what}: {100 * test['accuracy']:.2f}% (loss {test['loss']:.4f}, {len(data.test):,} samples); "
           f"report in {out / 'report.txt'}", flush=True)
     return 0
 

@@ -23,7 +23,10 @@ __all__ = ["Callback", "CallbackList", "EarlyStopping", "ModelCheckpoint", "Lear
 
 
 class Callback:
-    """Base class; override the hooks you need. Every hook gets a ``logs`` dict (or None)."""
+    """Base class; override the hooks you need. Every hook gets a ``logs`` dict (or None).
+    ``writes_files = True`` marks a callback that only rank 0 runs under ``fit(distributed=True)``."""
+
+    writes_files = False
 
     def __init__(self):
         self.model = None
@@ -169,6 +172,8 @@ class ModelCheckpoint(Callback):
     Example: ModelCheckpoint("best.safetensors", monitor="val_accuracy", save_best_only=True)
     """
 
+    writes_files = True
+
     def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", verbose: int = 0,
                  save_best_only: bool = False, save_weights_only: bool = False, mode: str = "auto",
                  initial_value_threshold: float | None = None):
@@ -300,6 +305,8 @@ class CSVLogger(Callback):
     Example: CSVLogger("runs/metrics.csv", append=True)
     """
 
+    writes_files = True
+
     def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False):
         super().__init__()
         self.filename, self.sep, self.append = Path(filename), separator, append
@@ -340,6 +347,8 @@ class TensorBoard(Callback):
 
     Example: TensorBoard(log_dir="runs/digits/tb")
     """
+
+    writes_files = True
 
     def __init__(self, log_dir: str | os.PathLike = "logs", update_freq: str | int = "epoch"):
         super().__init__()

@@ -304,7 +304,8 @@ def _run_eval(model, c: Compiled, loader: DataLoader, place: _Placement, steps: 
 
 def fit(model, x: Any = None, y: Any = None, batch_size: int = 32, epochs: int = 1, verbose: Any = "auto",
         callbacks: Iterable[Any] | None = None, validation_split: float = 0.0, validation_data: Any = None,
-        shuffle: bool = True, initial_epoch: int = 0, steps_per_epoch: int | None = None) -> History:
+        shuffle: bool = True, initial_epoch: int = 0, steps_per_epoch: int | None = None,
+        distributed: bool = False) -> History:
     """Train for ``epochs`` epochs (from ``initial_epoch``); returns a History.
 
     x, y: tensors or arrays; or x a Dataset or DataLoader of (input, target) batches (then
@@ -313,6 +314,11 @@ def fit(model, x: Any = None, y: Any = None, batch_size: int = 32, epochs: int =
     steps_per_epoch caps the batches per epoch (each epoch starts a fresh pass over the data).
     verbose: "auto"/1 progress bar on a terminal (one line per epoch when piped), 2 one line
     per epoch, 0 silent.
+    distributed: data-parallel over the MPI ranks (run under ``mpiexec -n N`` or ``ember run``):
+    each rank trains on its shard of every epoch (batch_size is per rank), gradients are averaged
+    in backward, logged metrics are averaged over ranks, and only rank 0 prints and runs the
+    callbacks that write files (``writes_files``). The step runs eagerly: the gradient all-reduce
+    lives in backward hooks, which a compiled step would bypass.
 
     Example: history = model.fit(x, y, epochs=10, validation_split=0.1, callbacks=[EarlyStopping()])
     """
@@ -327,16 +333,24 @@ def fit(model, x: Any = None, y: Any = None, batch_size: int = 32, epochs: int =
     else:
         loader = _loader(x, y, batch_size, shuffle, "fit")
         val_loader = None if validation_data is None else _validation_loader(validation_data, batch_size)
+    user = list(callbacks or [])
+    if distributed:
+        import ember.distributed as dist
+        dist.init()
+        ddp, loader = dist.prepare(model, loader)
+        step, mode = _eager_step(ddp, c), f"train step: eager, data-parallel over {dist.world_size()} ranks"
+        if not dist.is_main_process():
+            verbose, user = 0, [cb for cb in user if not getattr(cb, "writes_files", False)]
+    else:
+        step, mode = _train_step(model, c), None
     steps = _steps(loader, steps_per_epoch)
     place = _Placement(model)
-    step = _train_step(model, c)
 
     history = History()
-    user = list(callbacks or [])
     extra = [ProgbarLogger(verbose)] if verbose else []
     cbs = CallbackList(user + [history] + extra, model, {"epochs": epochs, "steps": steps, "verbose": verbose})
     if verbose:
-        print(f"ember: {c.step_mode}")
+        print(f"ember: {mode or c.step_mode}")
     was_training = model.training
     model.stop_training = False
     logs: dict[str, float] = {}
@@ -344,6 +358,8 @@ def fit(model, x: Any = None, y: Any = None, batch_size: int = 32, epochs: int =
     for epoch in range(initial_epoch, epochs):
         model.train()
         tracker = _Tracker(c.metrics)
+        if distributed:
+            loader.sampler.set_epoch(epoch)
         cbs.on_epoch_begin(epoch)
         for i, batch in enumerate(_batches(loader, steps_per_epoch)):
             cbs.on_train_batch_begin(i)
@@ -358,6 +374,8 @@ def fit(model, x: Any = None, y: Any = None, batch_size: int = 32, epochs: int =
         if tracker.count == 0:
             raise EmberError("fit: the training data gave no batches; check its length and steps_per_epoch")
         logs = tracker.logs()
+        if distributed:
+            logs = _average_over_ranks(logs, tracker.count)
         if val_loader is not None:
             logs.update({f"val_{k}": v for k, v in _run_eval(model, c, val_loader, place).items()})
         cbs.on_epoch_end(epoch, logs)
@@ -367,6 +385,17 @@ def fit(model, x: Any = None, y: Any = None, batch_size: int = 32, epochs: int =
     model.train(was_training)
     model.history = history
     return history
+
+
+def _average_over_ranks(logs: dict[str, float], count: int) -> dict[str, float]:
+    """Logged values averaged over ranks, weighted by each rank's batch count (exact for the
+    loss and accuracy-like metrics; an approximation for precision/recall/F1)."""
+    import ember.distributed as dist
+    keys = list(logs)  # same order on every rank: same code, same metrics
+    t = ember.tensor([float(count)] + [logs[k] * count for k in keys], dtype=ember.float64)
+    dist.all_reduce(t)
+    total = t[0].item()
+    return {k: t[i + 1].item() / total for i, k in enumerate(keys)}
 
 
 def evaluate(model, x: Any = None, y: Any = None, batch_size: int = 32, verbose: Any = "auto",
