@@ -16,6 +16,9 @@ from ..ops import inplace as I
 from ..tensor import Tensor, _new
 from . import pipeline
 from .graph import Var
+from .debug import checked_run, explain
+from .dot import render, to_dot
+from .plan import peak_bytes
 from .runtime import Stale as _Stale
 from .trace import TraceError, trace
 
@@ -114,6 +117,8 @@ class JitFunction:
         tr = trace(self.fn, args, kwargs, flat)
         graph, report = pipeline.optimize(tr.graph)
         run = pipeline.executor(graph)
+        if self.check:
+            run = functools.partial(checked_run, tr.graph, graph)
         prog = Program(tr, graph, run, report)
         self.variants[key] = self.last = prog
         if len(self.variants) > MAX_VARIANTS:
@@ -139,6 +144,28 @@ class JitFunction:
         after = f"# optimized\n{p.graph}"
         return {"before": before, "after": after}.get(which, before + "\n" + after)
 
+    def explain(self) -> str:
+        """The kernels of the last compiled variant, in order: each fused C kernel with its loop
+        shape and the ops it fused, and each NumPy/BLAS call."""
+        return explain(self._need_program().graph)
+
+    def memory(self) -> dict:
+        """Bytes of the last compiled variant: ``peak`` (most bytes of computed values alive at
+        once in a call), ``arena`` (buffers kept between calls for fused temporaries, part of
+        the peak), ``inputs`` (arguments and captured state read)."""
+        p = self._need_program()
+        return {"peak": peak_bytes(p.graph), "arena": getattr(p.run, "arena_bytes", 0),
+                "inputs": sum(v.nbytes for v in p.graph.inputs)}
+
+    def dot(self, path: str | None = None, which: str = "after") -> str:
+        """The graph of the last compiled variant in Graphviz DOT ("before" or "after" the
+        rewrites); with ``path``, also written there (rendered by Graphviz for .svg/.png/.pdf)."""
+        p = self._need_program()
+        src = to_dot(p.trace.graph if which == "before" else p.graph, getattr(self.fn, "__name__", "ember"))
+        if path is not None:
+            render(src, path)
+        return src
+
     def _need_program(self) -> Program:
         if self.last is None:
             raise TraceError(f"{getattr(self.fn, '__name__', 'function')}: call the jitted "
@@ -148,6 +175,8 @@ class JitFunction:
 
 def jit(fn: Callable | None = None, *, check: bool = False):
     """Compile ``fn`` (forward, backward and optimizer step included) on its first call.
+    ``check=True`` runs every compiled node next to eager (unfused, unrewritten NumPy)
+    execution of the traced graph and raises CheckError naming the first node that disagrees.
 
     >>> @ember.jit
     ... def step(x, y): ...

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .graph import ArgRef, Graph, Var
+from .plan import assign_buffers
 
 
 class Stale(Exception):
@@ -31,8 +32,13 @@ def kernel_of(node):
 
 
 def build(graph: Graph, kernel=kernel_of, name: str = "run"):
-    """Python source for ``graph`` (inputs -> tuple of outputs), compiled; returns the function."""
+    """Python source for ``graph`` (inputs -> tuple of outputs), compiled; returns the function.
+    Fused kernels' temporaries live in buffers allocated here once (see plan.py), so the
+    function is not reentrant: one call at a time per built function."""
     glob: dict = {"np": np, "Stale": Stale, "empty": np.empty, "asc": np.ascontiguousarray}
+    slots, arena_bytes, kinds = assign_buffers(graph, CONTIGUOUS_OUT)
+    for k, (shape, dtype) in enumerate(kinds):
+        glob[f"s{k}"] = np.empty(shape, dtype)
     names: dict[int, str] = {}
 
     def const_name(value) -> str:
@@ -72,7 +78,10 @@ def build(graph: Graph, kernel=kernel_of, name: str = "run"):
             for v in fused:
                 names[v.id] = f"v{v.id}"
                 outs.append(names[v.id])
-                lines.append(f"    {names[v.id]} = empty({v.shape!r}, {const_name(v.dtype)})")
+                if v.id in slots:
+                    lines.append(f"    {names[v.id]} = s{slots[v.id]}")
+                else:
+                    lines.append(f"    {names[v.id]} = empty({v.shape!r}, {const_name(v.dtype)})")
                 contiguous.add(v.id)
             lines.append(f"    {k}({', '.join(ins + outs)})")
         elif fused is not None:
@@ -102,6 +111,7 @@ def build(graph: Graph, kernel=kernel_of, name: str = "run"):
     exec(compile(src, f"<ember.jit {name}>", "exec"), glob)
     fn = glob[name]
     fn.source = src
+    fn.arena_bytes = arena_bytes
     return fn
 
 
