@@ -204,7 +204,9 @@ def _finish_leaf(leaf: Tensor, g: Tensor, create_graph: bool, target_ids, captur
     else:
         # .grad must own writable memory: optimizers update it in place.
         if g._node is not None or g._data.base is not None or id(g) in owned or not g._data.flags.writeable:
-            g = _new(g._data.copy(), g._dev)
+            # While tracing (ember.jit) copy with an op, which the tracer records; else the
+            # direct copy (1.5 us cheaper per leaf).
+            g = g.detach().clone() if R._tracer is not None else _new(g._data.copy(), g._dev)
         owned.add(id(g))
         leaf.grad = g
     post = getattr(leaf, "_post_hooks", None)

@@ -77,7 +77,8 @@ def _binary_inplace(op, name):
     def method(self: Tensor, other, *, alpha=None):
         if alpha is not None:
             other = other * alpha
-        if not _needs_grad(self, (other,)):
+        # While tracing (ember.jit) the write must go through ops, which the tracer records.
+        if R._tracer is None and not _needs_grad(self, (other,)):
             o = other._data if type(other) is Tensor else other
             try:
                 (op.cpu if self._dev is R.cpu else op.kernel(self._dev))(self._data, o, out=self._data)
