@@ -52,9 +52,8 @@ def _ember_step(made, jitted: bool):
 def run_one(fw: str, work, args):
     """(seconds per step, first-call seconds, cached-compile seconds or None) or a reason string."""
     if fw == "jax.jit":
-        try:
-            import jax  # noqa: F401
-        except ImportError:
+        import importlib.util
+        if importlib.util.find_spec("jax") is None:
             return "not installed"
         return "no JAX version of this workload"
     if fw.startswith("ember"):
@@ -101,7 +100,6 @@ def main() -> None:
     p.add_argument("--frameworks", default="", help="comma-separated subset of: " + ", ".join(FRAMEWORKS))
     p.add_argument("--no-torch-compile", action="store_true", help="skip torch.compile (slow to compile)")
     args = p.parse_args()
-    import numpy as np  # noqa: F401  (after the re-exec)
     import torch
     torch.set_num_threads(2)
     names = list(WORKLOADS)

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import EmberError
-from .graph import Graph, Var
+from .graph import Graph
 
 
 def _q(s: str) -> str:

@@ -12,7 +12,8 @@ gradient, constants) and are frozen as constants. In-place writes to external st
 ``.grad`` assignments become outputs that the runtime writes back after each call.
 
 A few eager paths write memory without an op; they are patched for the duration of the trace
-(see ``_patched``) so that the writes are recorded too.
+(see ``_patched``) so that the writes are recorded too. (``x.add_(y)`` under no_grad and the
+copy of a leaf's gradient check for the tracer themselves and go through ops.)
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ import weakref
 
 import numpy as np
 
-from .. import autograd as A
 from .. import dtypes as D
 from ..errors import EmberError
 from ..ops import elementwise as E
@@ -293,18 +293,14 @@ def _user_line() -> str:
 class _patched:
     """Route the eager paths that write memory without an op through the tracer.
 
-    - ``x.add_(y)`` & co. under no_grad call the kernel with ``out=``: replaced by
-      ``apply_inplace``, which computes with ops and then writes with ``_write``.
     - ``inplace._write`` (every in-place write): records that the tensor now holds the value.
-    - ``autograd._new`` (``p.grad`` gets a *copy* of the gradient) and ``inplace._new`` (the
-      snapshot of a tensor before an in-place op under autograd): the copy holds the same value
-      as the caller's local ``g`` / ``t``, read from the calling frame.
+    - ``inplace._new`` (the snapshot of a tensor before an in-place op under autograd): the copy
+      holds the same value as the caller's local ``t``, read from the calling frame.
     - ``Tensor.grad`` becomes a property: reads of a gradient from before the call are captured
       by their owner, assignments are logged and become outputs.
     - ``item()``, ``bool()``, ``float()``... on a traced value raise TraceError.
     """
 
-    INPLACE = {"add_": E.add, "sub_": E.sub, "mul_": E.mul, "div_": E.div, "pow_": E.pow}
     TO_PYTHON = ("item", "__bool__", "__float__", "__int__", "__index__", "tolist", "numpy")
 
     def __init__(self, tr: Tracer, grad_log: dict):
@@ -334,11 +330,6 @@ class _patched:
 
         self._set(I, "_write", write)
         self._set(I, "_new", copy_of("t"))
-        self._set(A, "_new", copy_of("g"))
-        for name, op in self.INPLACE.items():
-            fn = _traced_inplace(op, name)
-            self._set(I, name, fn)
-            self._set(Tensor, name, fn)
         self._patch_grad()
         for name in self.TO_PYTHON:
             self._set(Tensor, name, _refuse(getattr(Tensor, name), name, tr))
@@ -373,15 +364,6 @@ class _patched:
         R.set_tracer(self.prev_tracer)
         for obj, name, value in reversed(self.saved):
             setattr(obj, name, value)
-
-
-def _traced_inplace(op, name):
-    def method(self, other, *, alpha=None):
-        if alpha is not None:
-            other = other * alpha
-        return I.apply_inplace(self, lambda t: op(t, other), name, (other,))
-    method.__name__ = name
-    return method
 
 
 def _refuse(orig, name, tr):

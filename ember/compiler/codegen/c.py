@@ -132,7 +132,7 @@ def render_kernel(name: str, fused) -> str:
         axis = r.params.get("axis")
         axis = tuple(range(len(loop))) if axis is None else tuple(axis)
     reduced = [r is not None and d in axis for d in range(len(loop))]
-    ins, outs = fused.inputs, fused.outputs
+    ins = fused.inputs
     full_outs = fused.results[:-1] if r is not None else fused.results
     operand_strides = [_strides(v.shape, loop) for v in ins] + [_strides(loop, loop) for _ in full_outs]
     if r is not None:
