@@ -1,7 +1,8 @@
 """`ember export CHECKPOINT`: write a trained model in another format.
 
 Formats: ``--safetensors OUT`` (the model's weights alone, without optimizer state) always works;
-``--onnx OUT`` needs ember.onnx (issue 6) and the run's ``--config`` to rebuild the model.
+``--onnx OUT`` needs the onnx package (``pip install ember[onnx]``) and the run's ``--config`` to
+rebuild the model; the file takes any batch size.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ __all__ = ["FORMATS", "available_formats", "export"]
 
 # format -> (module it needs, or None; what it writes)
 FORMATS = {"safetensors": (None, "the model's weights alone (a state dict, loads with ember.load)"),
-           "onnx": ("ember.onnx", "an ONNX model (ember.onnx.export; needs --config)")}
+           "onnx": ("onnx", "an ONNX model with a dynamic batch dimension (ember.onnx.export; needs --config)")}
 
 
 def available_formats() -> dict[str, bool]:
@@ -26,7 +27,7 @@ def available_formats() -> dict[str, bool]:
 
 def describe_formats() -> str:
     have = available_formats()
-    return "\n".join(f"  --{name:<12} {'available' if have[name] else 'not built yet (' + FORMATS[name][0] + ' is missing)'}"
+    return "\n".join(f"  --{name:<12} {'available' if have[name] else 'unavailable (pip install ' + FORMATS[name][0] + ')'}"
                      f": {FORMATS[name][1]}" for name in FORMATS)
 
 
@@ -39,7 +40,8 @@ def export(checkpoint: str, outputs: dict[str, str], config: str | None = None, 
     missing = [f for f in outputs if not have[f]]
     if missing:
         raise EmberError(f"export: format {', '.join(missing)} is not available: "
-                         f"{', '.join(FORMATS[f][0] for f in missing)} does not exist in this ember yet. "
+                         f"it needs the package(s) {', '.join(FORMATS[f][0] for f in missing)} "
+                         f"(pip install {' '.join(FORMATS[f][0] for f in missing)}). "
                          f"Formats:\n{describe_formats()}")
     state, _ = read_weights(checkpoint)
     written = []
@@ -57,7 +59,8 @@ def export(checkpoint: str, outputs: dict[str, str], config: str | None = None, 
         model = build_model(cfg, data, flat_logits=False)
         model.load_state_dict(state)
         model.eval()
-        x = data.test.__getitems__([0])[0]
-        importlib.import_module("ember.onnx").export(model, (x,), outputs["onnx"])  # issue 6's API
+        x = data.test.__getitems__([0, 1][:len(data.test)])[0]
+        importlib.import_module("ember.onnx").export(model, (x,), outputs["onnx"],
+                                                     dynamic_axes={"input": {0: "batch"}})
         written.append(outputs["onnx"])
     return [str(Path(p)) for p in written]

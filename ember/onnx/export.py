@@ -26,6 +26,7 @@ from ..tensor import Tensor
 from .backend import MAX_OPSET
 from .errors import OnnxError, OpsetError, UnsupportedOperatorError
 from .export_ops import EXPORT, Sym, onnx_type
+from .load import BUFFERS_KEY
 
 DEFAULT_OPSET = 18  # reductions and Pad take axes/pads as inputs from 18 on: one form for all
 MIN_OPSET = 18
@@ -50,7 +51,7 @@ def export(model, example_inputs, path, *, dynamic_axes: dict | None = None, ops
     dyn = _dynamic(dynamic_axes or {}, in_names, args)
     base = _trace(model, args)
     variants = {sym: _trace_resized(model, args, sym, axes) for sym, axes in dyn.items()}
-    ex = _Exporter(base, variants, dyn, in_names, opset, _state_names(model))
+    ex = _Exporter(base, variants, dyn, in_names, opset, _state_names(model), _buffer_names(model))
     proto = ex.build(output_names)
     try:
         onnx.checker.check_model(proto)
@@ -86,6 +87,10 @@ def _state_names(model) -> dict:
         if t is not None:
             names.setdefault(id(t._data), k)
     return names
+
+
+def _buffer_names(model) -> set:
+    return {k for k, _ in model.named_buffers()} if isinstance(model, Module) else set()
 
 
 def _trace(model, args):
@@ -130,10 +135,10 @@ def _trace_resized(model, args, sym, axes):
 
 
 class _Exporter:
-    def __init__(self, base, variants, dyn, in_names, opset, state_names):
+    def __init__(self, base, variants, dyn, in_names, opset, state_names, buffer_names):
         self.tr, self.g = base, base.graph
         self.variants, self.dyn, self.in_names, self.opset = variants, dyn, in_names, opset
-        self.state_names = state_names
+        self.state_names, self.buffer_names = state_names, buffer_names
         self.nodes, self.inits, self.names = [], [], {}
         self.sym_cache: dict = {}
         self._n = 0
@@ -174,6 +179,8 @@ class _Exporter:
         return self.emit("Concat", parts, axis=0)
 
     def sym(self, s: Sym) -> str:
+        if s.axis is None:
+            raise OnnxError(f"ember.onnx.export: {s.what}; make only one of those axes dynamic")
         key = (s.a, s.b, s.axis)
         if key not in self.sym_cache:
             i, d = s.axis
@@ -206,9 +213,8 @@ class _Exporter:
             sym = None
             for (name, (_, delta)), o in zip(self.variants.items(), others):
                 if o != base:
-                    if sym is not None:
-                        raise OnnxError(f"ember.onnx.export: {where}: a size depends on two dynamic axes; "
-                                        f"make only one of them dynamic")
+                    if sym is not None:  # a product of two dynamic axes: fine as reshape's -1 only
+                        return Sym(0, 0, None, f"{where}: a size that depends on two dynamic axes")
                     sym = (name, (o - base) // delta)
             if sym is None:
                 return base
@@ -300,6 +306,9 @@ class _Exporter:
         graph = helper.make_graph(self.nodes, "ember", graph_inputs, graph_outputs, self.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)],
                                   producer_name="ember", producer_version=_version())
+        bufs = sorted(self.buffer_names & {t.name for t in self.inits})
+        if bufs:
+            helper.set_model_props(model, {BUFFERS_KEY: ",".join(bufs)})
         model.ir_version = min(model.ir_version, 10)  # readable by onnxruntime releases of the last years
         return model
 

@@ -26,8 +26,9 @@ EXPORT: dict = {}
 class Sym:
     """A dim that depends on a dynamic input axis: ``a * size(axis) + b``."""
 
-    def __init__(self, a: int, b: int, axis):
-        self.a, self.b, self.axis = a, b, axis  # axis: (input index, dim)
+    def __init__(self, a: int, b: int, axis, what: str = ""):
+        self.a, self.b, self.axis = a, b, axis  # axis: (input index, dim), or None: not affine in one axis
+        self.what = what
 
     def __repr__(self) -> str:
         return f"Sym({self.a}*{self.axis}+{self.b})"
