@@ -60,11 +60,15 @@ def _argref_positions(params) -> set:
     return out
 
 
-def interpret(g: Graph, ins, compiled: bool = True, on_node=None) -> tuple:
-    """Run ``g`` one node at a time; ``on_node(index, node, results)`` sees each node's results."""
+def interpret(g: Graph, ins, compiled: bool = True, on_node=None, draws=None) -> tuple:
+    """Run ``g`` one node at a time; ``on_node(index, node, results)`` sees each node's results.
+    ``draws``: results of random nodes to reuse instead of drawing again."""
     env = {v.id: a for v, a in zip(g.inputs, ins)}
     for i, n in enumerate(g.nodes):
-        res = run_node(n, env, compiled)
+        if draws is not None and n.op.kind == "random" and n.out.id in draws:
+            res = {n.out.id: draws[n.out.id]}
+        else:
+            res = run_node(n, env, compiled)
         if on_node is not None:
             on_node(i, n, res)
         env.update(res)
@@ -99,7 +103,7 @@ def checked_run(traced: Graph, optimized: Graph, *ins) -> tuple:
                     f"ember.jit(check=True): node {i} `{n!r}` disagrees with eager execution on "
                     f"%{vid} ({diff}; rtol={rtol}, atol={atol}). Run without check to get the "
                     f"compiled result anyway, or report this node with fn.ir().")
-    return interpret(optimized, ins, compiled=True, on_node=compare)
+    return interpret(optimized, ins, compiled=True, on_node=compare, draws=ref)
 
 
 def explain(g: Graph) -> str:

@@ -24,7 +24,9 @@ import weakref
 
 import numpy as np
 
+from .. import creation as C
 from .. import dtypes as D
+from .. import random as RND
 from ..errors import EmberError
 from ..ops import elementwise as E
 from ..ops import inplace as I
@@ -32,6 +34,7 @@ from ..ops import movement as M
 from ..ops import registry as R
 from ..tensor import Tensor, _new
 from .graph import ArgRef, Graph, Var
+from .rng import RecordingGenerator
 
 _EMBER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -84,6 +87,7 @@ class Tracer:
         self.caps: list = []  # (Capture, weakref to the array, snapshot copy)
         self.grad_owners: dict[int, weakref.ref] = {}
         self.grad_reads: dict = {}  # id(t) -> (weakref, t.grad was None) at its first read
+        self.draws = 0  # random nodes emitted (each gets its number: CSE must not merge them)
 
     # -- values ------------------------------------------------------------------------------
     def bind(self, arr, v: Var) -> None:
@@ -296,6 +300,8 @@ class _patched:
     - ``inplace._write`` (every in-place write): records that the tensor now holds the value.
     - ``inplace._new`` (the snapshot of a tensor before an in-place op under autograd): the copy
       holds the same value as the caller's local ``t``, read from the calling frame.
+    - ``creation._gen`` (the generator ``rand``/``randn`` draw from) records each draw as a
+      random node, drawn again at every call (rng.py).
     - ``Tensor.grad`` becomes a property: reads of a gradient from before the call are captured
       by their owner, assignments are logged and become outputs.
     - ``item()``, ``bool()``, ``float()``... on a traced value raise TraceError.
@@ -330,6 +336,7 @@ class _patched:
 
         self._set(I, "_write", write)
         self._set(I, "_new", copy_of("t"))
+        self._set(C, "_gen", lambda generator: RecordingGenerator(generator or RND.default_generator, tr))
         self._patch_grad()
         for name in self.TO_PYTHON:
             self._set(Tensor, name, _refuse(getattr(Tensor, name), name, tr))

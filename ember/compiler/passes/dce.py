@@ -1,4 +1,5 @@
-"""Dead-code elimination: drop every node whose value no output needs.
+"""Dead-code elimination: drop every node whose value no output needs (nodes with an effect,
+random draws, stay: dropping one would shift the random stream of the draws after it).
 
 >>> g = dce(g)
 """
@@ -11,7 +12,7 @@ def dce(g: Graph) -> Graph:
     live = {v.id for v in g.outputs}
     kept = []
     for n in reversed(g.nodes):
-        if n.out.id in live:
+        if n.out.id in live or getattr(n.op, "effect", False):
             kept.append(n)
             live.update(a.id for a in n.vars)
     kept.reverse()
