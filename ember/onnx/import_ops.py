@@ -406,6 +406,21 @@ def _layer_norm(n):
     return (y, m, inv)[:max(n.nout, 1)] if n.nout > 1 else y
 
 
+@op("RMSNormalization")
+def _rms_norm(n):
+    x, scale = n.i[0], n.i[1]
+    dims = tuple(range(axis_of(n.attr("axis", -1), x.ndim), x.ndim))
+    xf = cast(x, np.float32) if x._data.dtype != np.float64 else x
+    inv = (em.mean(xf * xf, dim=dims, keepdim=True) + n.attr("epsilon", 1e-5)).sqrt().reciprocal()
+    return like(xf * inv, x) * scale
+
+
+@op("Swish")
+def _swish(n):
+    x = n.i[0]
+    return x * E.sigmoid(x * n.attr("alpha", 1.0))
+
+
 @op("GroupNormalization")
 def _group_norm(n):
     x, scale, bias = n.i
