@@ -16,12 +16,11 @@ from onnx import helper, numpy_helper
 
 import ember as em
 from .. import dtypes as D
-from ..nn import functional as F
 from ..ops import elementwise as E
 from ..ops.conv import avg_pool2d_, conv2d_, conv_transpose2d_, max_pool2d_, max_pool2d_indices_
 from ..ops.movement import index_add_, index_put_
 from ..tensor import Tensor
-from .errors import OnnxError, UnsupportedOperatorError
+from .errors import UnsupportedOperatorError
 
 OPS: dict = {}
 
