@@ -174,6 +174,13 @@ def mv(op, em_f, np_f, t_f, gen=None, **kw):
 
 
 IDX = np.array([2, 0, 2])
+
+
+def _np_scatter_add_row0(x, cols, src_row):
+    """out = x; out[0, cols[j]] += src_row[j] (repeats accumulate)."""
+    out = x.copy()
+    np.add.at(out[0], cols, src_row)
+    return out
 CASES += [
     mv("reshape", lambda x: x.reshape(4, -1), lambda x: x.reshape(4, -1), lambda x: x.reshape(4, -1)),
     mv("reshape", lambda x: x.unsqueeze(1).flatten(2).squeeze(), lambda x: x.reshape(2, 1, 12).squeeze(),
@@ -214,7 +221,8 @@ CASES += [
        lambda x: np.take_along_axis(x[:, :, :1], np.array([[[0], [2]], [[1], [1]]]), 1),
        lambda x: x.gather(1, torch.tensor([[[0], [2]], [[1], [1]]]))),
     mv("scatter_add", lambda x, s: x.scatter_add(1, em.tensor(np.array([[0, 2, 2]])), s),
-       None, lambda x, s: x.scatter_add(1, torch.tensor([[0, 2, 2]]), s),
+       lambda x, s: _np_scatter_add_row0(x, np.array([0, 2, 2]), s[0]),
+       lambda x, s: x.scatter_add(1, torch.tensor([[0, 2, 2]]), s),
        gen=lambda rng: (rng.standard_normal((2, 4)), rng.standard_normal((1, 3)))),
     mv("getitem", lambda x: x.masked_fill(x > 0.5, -1.0), lambda x: np.where(x > 0.5, -1.0, x),
        lambda x: x.masked_fill(x > 0.5, -1.0), name="masked_fill"),
