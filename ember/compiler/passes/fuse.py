@@ -98,17 +98,21 @@ def fuse(g: Graph) -> Graph:
         elif fusable(n):
             groups.append({"nodes": [n], "loop": loop, "reduce": None})
             group_of[n.out.id] = len(groups) - 1
-    # Each group becomes one node at the position of its last member.
     pos = {id(n): i for i, n in enumerate(g.nodes)}
+    _rematerialize(g, groups, group_of)
+    # Each group becomes one node at the position of its last member.
     producer = {n.out.id: n for n in g.nodes}
-    users = g.users()
     out_ids = {v.id for v in g.outputs}
     last, members = {}, set()
     for gr in groups:
         if _worth(gr):
-            gr["nodes"].sort(key=lambda m: pos[id(m)])
+            gr["nodes"].sort(key=lambda m: pos.get(id(m), -1))  # recomputed copies first
             last[id(gr["nodes"][-1])] = gr
             members.update(id(m) for m in gr["nodes"])
+    users: dict = {}  # readers among the nodes that will run, recomputed copies included
+    for n in [n for n in g.nodes if id(n) not in members] + [m for gr in groups if _worth(gr) for m in gr["nodes"]]:
+        for a in n.vars:
+            users.setdefault(a.id, []).append(n)
     new_nodes = []
     for n in g.nodes:
         if id(n) in last:
@@ -117,6 +121,79 @@ def fuse(g: Graph) -> Graph:
             new_nodes.append(n)
     g.nodes = new_nodes
     return g
+
+
+def _rematerialize(g: Graph, groups: list, group_of: dict) -> None:
+    """Recompute instead of store: a value made in one group and read only by other groups
+    over the same loop is recomputed inside each reader from the first group's inputs, when
+    the arrays that adds to the reader's reads are not much larger than the value (the forward
+    values of an elementwise chain in its backward kernel: no full-size store and load each)."""
+    users = g.users()
+    out_ids = {v.id for v in g.outputs}
+    for k, gr in enumerate(groups):
+        if not _worth(gr):
+            continue
+        made = {m.out.id: m for m in gr["nodes"] if m is not gr["reduce"]}
+        for m in list(gr["nodes"]):
+            v = m.out
+            if v.id not in made or v.id in out_ids:
+                continue
+            ext = [u for u in users.get(v.id, ()) if group_of.get(u.out.id) != k]
+            readers = {group_of.get(u.out.id) for u in ext}
+            if not ext or None in readers or any(groups[j]["loop"] != gr["loop"] for j in readers):
+                continue
+            cone = _cone(v, made)
+            if cone is None:
+                continue
+            leaves = {a.id: a for n in cone for a in n.vars if a.id not in made}
+            if any(sum(a.nbytes for i, a in leaves.items() if i not in _reads(groups[j])) > 1.25 * v.nbytes
+                   for j in readers):
+                continue
+            for j in readers:
+                _clone_into(g, groups[j], cone, v)
+            for u in ext:  # v is no longer read outside its group
+                users[v.id] = [x for x in users[v.id] if x is not u]
+
+
+def _cone(v: Var, made: dict, limit: int = 24):
+    """The member nodes computing ``v`` from the group's inputs, in order; None if too many."""
+    seen, order, stack = set(), [], [v.id]
+    while stack:
+        vid = stack.pop()
+        n = made.get(vid)
+        if n is None or vid in seen:
+            continue
+        seen.add(vid)
+        order.append(n)
+        if len(order) > limit:
+            return None
+        stack += [a.id for a in n.vars]
+    return sorted(order, key=lambda n: n.out.id)  # ids grow in program order
+
+
+def _reads(gr) -> set:
+    inside = {m.out.id for m in gr["nodes"]}
+    return {a.id for m in gr["nodes"] for a in m.vars if a.id not in inside}
+
+
+def _clone_into(g: Graph, gr: dict, cone: list, v: Var) -> None:
+    """Put copies of ``cone`` first in group ``gr`` (after earlier copies, reusing them) and
+    make its members read the copy of ``v``."""
+    new = gr.setdefault("copies", {})  # original Var id -> its copy in this group
+    copies = []
+    for n in cone:
+        if n.out.id in new:
+            continue
+        out = g.var(n.out.shape, n.out.dtype)
+        args = tuple(new.get(a.id, a) if type(a) is Var else a for a in n.args)
+        copies.append(Node(n.op, args, dict(n.params), out))
+        new[n.out.id] = out
+    for m in gr["nodes"]:
+        if any(a is v for a in m.args):
+            m.args = tuple(new[v.id] if a is v else a for a in m.args)
+    at = gr.get("n_copies", 0)
+    gr["nodes"][at:at] = copies
+    gr["n_copies"] = at + len(copies)
 
 
 def _worth(gr) -> bool:
