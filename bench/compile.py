@@ -21,15 +21,12 @@ from compile_workloads import WORKLOADS  # noqa: E402
 FRAMEWORKS = ["ember eager", "ember.jit", "torch eager", "torch.compile", "jax.jit"]
 
 
-def _time(step, n: int, rounds: int = 3) -> float:
-    """Best of ``rounds`` runs of n calls, seconds per call."""
-    best = float("inf")
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            step()
-        best = min(best, (time.perf_counter() - t0) / n)
-    return best
+def _time(step, n: int) -> float:
+    """Seconds per call over n calls."""
+    t0 = time.perf_counter()
+    for _ in range(n):
+        step()
+    return (time.perf_counter() - t0) / n
 
 
 def _ember_step(made, jitted: bool):
@@ -49,8 +46,8 @@ def _ember_step(made, jitted: bool):
     return step, time.perf_counter() - t0
 
 
-def run_one(fw: str, work, args):
-    """(seconds per step, first-call seconds, cached-compile seconds or None) or a reason string."""
+def build(fw: str, work, args):
+    """(step, first-call seconds, cached-compile seconds or None), or a reason string."""
     if fw == "jax.jit":
         import importlib.util
         if importlib.util.find_spec("jax") is None:
@@ -61,36 +58,34 @@ def run_one(fw: str, work, args):
         step, first = _ember_step(work.make(fw), jitted)
         cached = None
         if jitted:  # a fresh jit of a fresh model: traces again, kernels come from the disk cache
-            step2, cached = _ember_step(work.make(fw), True)
-            step2()
-    else:
-        import torch
-        step = work.make(fw)
-        cached = None
-        if fw == "torch.compile":
-            if args.no_torch_compile:
-                return "skipped (--no-torch-compile)"
-            try:
-                torch._dynamo.reset()
-                inner = step
-                step = torch.compile(inner)
-                t0 = time.perf_counter()
-                step()
-                first = time.perf_counter() - t0
-                torch._dynamo.reset()  # in-memory state gone; inductor's disk cache stays
-                step2 = torch.compile(work.make(fw))
-                t0 = time.perf_counter()
-                step2()
-                cached = time.perf_counter() - t0
-            except Exception as e:  # noqa: BLE001 - report any failure and go on
-                return f"failed: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
-        else:
-            t0 = time.perf_counter()
-            step()
-            first = time.perf_counter() - t0
-    step()  # warm
-    n = work.steps
-    return _time(step, n), first, cached
+            _, cached = _ember_step(work.make(fw), True)
+        return step, first, cached
+    import torch
+    step = work.make(fw)
+    if fw != "torch.compile":
+        t0 = time.perf_counter()
+        step()
+        return step, time.perf_counter() - t0, None
+    if args.no_torch_compile:
+        return "skipped (--no-torch-compile)"
+    try:
+        torch._dynamo.reset()
+        step = torch.compile(step)
+        t0 = time.perf_counter()
+        step()
+        first = time.perf_counter() - t0
+        torch._dynamo.reset()  # in-memory state gone; inductor's disk cache stays
+        step2 = torch.compile(work.make(fw))
+        t0 = time.perf_counter()
+        step2()
+        cached = time.perf_counter() - t0
+        torch._dynamo.reset()
+        step = torch.compile(work.make(fw))
+        step()
+        return step, first, cached
+    except Exception as e:  # noqa: BLE001 - report any failure and go on
+        msg = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        return f"failed: {type(e).__name__}: {msg}"
 
 
 def main() -> None:
@@ -98,6 +93,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="fewer steps per measurement")
     p.add_argument("--only", default="", help="comma-separated workloads (W1..W5; W5 = W5a,W5b)")
     p.add_argument("--frameworks", default="", help="comma-separated subset of: " + ", ".join(FRAMEWORKS))
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (best is kept)")
     p.add_argument("--no-torch-compile", action="store_true", help="skip torch.compile (slow to compile)")
     args = p.parse_args()
     import torch
@@ -113,16 +109,21 @@ def main() -> None:
         work = WORKLOADS[name](args.quick)
         print(f"\n{work.name}")
         print(f"  {'framework':14s} {work.unit:>10s} {'vs torch':>9s} {'compile 1st':>12s} {'cached':>8s}")
-        base = None
-        results = {}
+        built = {}
         for fw in fws:
             try:
-                r = run_one(fw, work, args)
+                built[fw] = build(fw, work, args)
             except Exception as e:  # noqa: BLE001 - one framework failing must not stop the table
-                r = f"failed: {type(e).__name__}: {e}"
-            results[fw] = r
-            if fw == "torch eager" and not isinstance(r, str):
-                base = r[0]
+                built[fw] = f"failed: {type(e).__name__}: {e}"
+        ready = [fw for fw in fws if not isinstance(built[fw], str)]
+        for fw in ready:
+            built[fw][0]()  # warm
+        best = {fw: float("inf") for fw in ready}
+        for _ in range(args.rounds):  # interleaved, so every framework sees the same load
+            for fw in ready:
+                best[fw] = min(best[fw], _time(built[fw][0], work.steps))
+        results = {fw: (best[fw],) + tuple(built[fw][1:]) if fw in best else built[fw] for fw in fws}
+        base = best.get("torch eager")
         for fw in fws:
             r = results[fw]
             if isinstance(r, str):
