@@ -30,6 +30,13 @@ PRELUDE = r"""
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static inline int omp_get_max_threads(void) { return 1; }
+static inline int omp_get_thread_num(void) { return 0; }
+#endif
 #include <tgmath.h>
 /* -ffast-math assumes no NaN/inf; these tests look at the bits, so they stay exact. */
 static inline int em_isnan_f(float x) { uint32_t u; memcpy(&u, &x, 4); return (u & 0x7fffffffu) > 0x7f800000u; }
@@ -196,10 +203,36 @@ def render_kernel(name: str, fused) -> str:
             upd_mem = {"sum": f"red[{ro}] += {src};",
                        "max": f"if ({src} > red[{ro}] || isnan({src})) red[{ro}] = {src};",
                        "min": f"if ({src} < red[{ro}] || isnan({src})) red[{ro}] = {src};"}[kind]
-            lines += _nest(sizes, idx, body + [upd_mem], total, parallel=not red[0], simd=not red[-1])
+            serial = _nest(sizes, idx, body + [upd_mem], total, parallel=not red[0], simd=not red[-1])
+            if red[0] and kind == "sum" and total >= PAR_MIN:
+                lines += _partial_sums(sizes, idx, body, src, ro, n_red, acc_t, total, not red[-1], serial)
+            else:
+                lines += serial
     lines.append("}")
     lines += _wrapper(name, ins, fused.results)
     return "\n".join(lines)
+
+
+def _partial_sums(sizes, idx, body, src, ro, n_red, acc_t, total, simd, serial) -> list:
+    """A sum whose outermost dim is reduced (column sums: bias gradients): each thread sums
+    its share of that dim into its own partial row, then the partials are added up
+    (``serial``, the one-thread loops, if the partials cannot be allocated)."""
+    loops = _nest(sizes, idx, body + [f"p[{ro}] += {src};"], total, parallel=False, simd=simd)
+    first = loops[0].strip()
+    if first.startswith("#pragma omp simd"):
+        loops[0] = loops[0].replace("#pragma omp simd", "#pragma omp for simd schedule(static)")
+    else:
+        loops.insert(0, "    #pragma omp for schedule(static)")
+    return (["{ int nt = omp_get_max_threads();",
+             f"  {acc_t}* part = ({acc_t}*)calloc((size_t)nt * {n_red}, sizeof({acc_t}));",
+             "  if (!part) {"] + serial + ["  } else {",
+             "  #pragma omp parallel",
+             f"  {{ {acc_t}* p = part + (size_t)omp_get_thread_num() * {n_red};"]
+            + loops
+            + ["  }",
+               f"  for (int64_t k = 0; k < {n_red}; k++) {{ {acc_t} a = 0; "
+               f"for (int t = 0; t < nt; t++) a += part[(size_t)t * {n_red} + k]; red[k] = a; }}",
+               "  free(part); } }"])
 
 
 def _nest(sizes, idx, body, total, parallel, reduction=None, simd=True) -> list:

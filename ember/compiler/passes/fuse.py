@@ -18,6 +18,11 @@ from ..graph import Graph, Node, Var
 C_DTYPES = {np.dtype(t) for t in ("float32", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")}
 
 
+# Values smaller than this stay stored: they are still in cache when read back, so recomputing
+# them (exp, erf...) costs more than it saves (measured on the GPT step's softmax, 1 MB).
+REMAT_MIN_BYTES = 4 << 20
+
+
 class Fused:
     """A fused kernel: ``nodes`` (in order) over loop shape ``loop``; reads ``inputs`` (Vars
     from outside), writes ``outputs`` (Vars needed outside). ``kernel`` is set by codegen."""
@@ -95,8 +100,8 @@ def fuse(g: Graph) -> Graph:
             group_of[n.out.id] = k
             if not fusable(n):
                 groups[k]["reduce"] = n
-        elif fusable(n):
-            groups.append({"nodes": [n], "loop": loop, "reduce": None})
+        elif fusable(n) or loop is not None:  # a reduction of a value from outside: its own kernel
+            groups.append({"nodes": [n], "loop": loop, "reduce": None if fusable(n) else n})
             group_of[n.out.id] = len(groups) - 1
     pos = {id(n): i for i, n in enumerate(g.nodes)}
     _rematerialize(g, groups, group_of)
@@ -136,7 +141,7 @@ def _rematerialize(g: Graph, groups: list, group_of: dict) -> None:
         made = {m.out.id: m for m in gr["nodes"] if m is not gr["reduce"]}
         for m in list(gr["nodes"]):
             v = m.out
-            if v.id not in made or v.id in out_ids:
+            if v.id not in made or v.id in out_ids or v.nbytes < REMAT_MIN_BYTES:
                 continue
             ext = [u for u in users.get(v.id, ()) if group_of.get(u.out.id) != k]
             readers = {group_of.get(u.out.id) for u in ext}
