@@ -132,8 +132,9 @@ def _collapse(loop, strides: list, reduced: list):
     return sizes, sts, red
 
 
-def render_kernel(name: str, fused) -> str:
-    """C source of one fused kernel and its Python wrapper."""
+def render_kernel(name: str, fused, par_min: int = PAR_MIN) -> str:
+    """C source of one fused kernel and its Python wrapper; loops over ``par_min`` elements or
+    more run on all OpenMP threads."""
     loop = tuple(fused.loop)
     r = fused.reduce
     axis = None
@@ -175,7 +176,7 @@ def render_kernel(name: str, fused) -> str:
     total = int(np.prod(loop, dtype=np.int64))
     lines = [f"static void {name}({', '.join(params + ([f'{ctype(r.out.dtype)}* restrict red'] if r else []))}) {{"]
     if r is None:
-        lines += _nest(sizes, idx, body, total, parallel=True)
+        lines += _nest(sizes, idx, body, total, parallel=True, par_min=par_min)
     else:
         src = names[r.args[0].id]
         acc_t = "double" if r.out.dtype.kind == "f" else ctype(r.out.dtype)
@@ -192,10 +193,11 @@ def render_kernel(name: str, fused) -> str:
                                                         simd=kind == "sum") + [f"red[{ro}] = acc;"]
             if nkept == 0 and kind == "sum":
                 lines += [f"{acc_t} acc = 0;"]
-                lines += _nest(sizes, idx, body + [upd], total, parallel=True, reduction="+:acc", simd=nd == 1)
+                lines += _nest(sizes, idx, body + [upd], total, parallel=True, reduction="+:acc", simd=nd == 1,
+                               par_min=par_min)
                 lines += ["red[0] = acc;"]
             else:
-                lines += _nest(sizes[:nkept], idx[:nkept], inner, total, parallel=True, simd=False)
+                lines += _nest(sizes[:nkept], idx[:nkept], inner, total, parallel=True, simd=False, par_min=par_min)
         else:  # reduced dims outside kept ones: accumulate into the output in memory order
             n_red = int(np.prod(r.out.shape, dtype=np.int64))
             lines.append(f"for (int64_t k = 0; k < {n_red}; k++) red[k] = {init};")
@@ -203,8 +205,9 @@ def render_kernel(name: str, fused) -> str:
             upd_mem = {"sum": f"red[{ro}] += {src};",
                        "max": f"if ({src} > red[{ro}] || isnan({src})) red[{ro}] = {src};",
                        "min": f"if ({src} < red[{ro}] || isnan({src})) red[{ro}] = {src};"}[kind]
-            serial = _nest(sizes, idx, body + [upd_mem], total, parallel=not red[0], simd=not red[-1])
-            if red[0] and kind == "sum" and total >= PAR_MIN:
+            serial = _nest(sizes, idx, body + [upd_mem], total, parallel=not red[0], simd=not red[-1],
+                           par_min=par_min)
+            if red[0] and kind == "sum" and total >= par_min:
                 lines += _partial_sums(sizes, idx, body, src, ro, n_red, acc_t, total, not red[-1], serial)
             else:
                 lines += serial
@@ -235,7 +238,7 @@ def _partial_sums(sizes, idx, body, src, ro, n_red, acc_t, total, simd, serial) 
                "  free(part); } }"])
 
 
-def _nest(sizes, idx, body, total, parallel, reduction=None, simd=True) -> list:
+def _nest(sizes, idx, body, total, parallel, reduction=None, simd=True, par_min=PAR_MIN) -> list:
     """Loops over ``sizes``. The innermost loop is marked ``simd``: without it GCC leaves loops
     with an OpenMP reduction or a double accumulator scalar (libm called per element; measured
     ~10x slower on a gelu/sigmoid/tanh chain than with libmvec's vector functions). ``simd``
@@ -247,7 +250,7 @@ def _nest(sizes, idx, body, total, parallel, reduction=None, simd=True) -> list:
     red = f" reduction({reduction})" if reduction else ""
     for d, n in enumerate(sizes):
         inner = simd and d == len(sizes) - 1
-        if d == 0 and parallel and total >= PAR_MIN:
+        if d == 0 and parallel and total >= par_min:
             lines.append(ind + f"#pragma omp parallel for{' simd' if inner else ''} schedule(static){red}")
         elif inner:
             lines.append(ind + f"#pragma omp simd{red}")
@@ -289,10 +292,11 @@ def _wrapper(name, ins, outs) -> list:
     ]
 
 
-def render_module(kernels: list, modname: str = PLACEHOLDER) -> str:
-    """One extension module holding ``kernels`` = [(name, Fused)]; cache.py names it."""
+def render_module(kernels: list, modname: str = PLACEHOLDER, parallel: bool = True) -> str:
+    """One extension module holding ``kernels`` = [(name, Fused)]; cache.py names it.
+    ``parallel=False``: every loop on one thread (see pipeline.compile_kernels)."""
     parts = [PRELUDE]
-    parts += [render_kernel(name, f) for name, f in kernels]
+    parts += [render_kernel(name, f, PAR_MIN if parallel else 1 << 62) for name, f in kernels]
     table = "".join(f'    {{"{name}", (PyCFunction)(void(*)(void))py_{name}, METH_FASTCALL, NULL}},\n'
                     for name, _ in kernels)
     parts.append(f"static PyMethodDef methods[] = {{\n{table}    {{NULL, NULL, 0, NULL}}\n}};")
