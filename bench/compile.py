@@ -1,8 +1,11 @@
 """The compiler benchmark: ember eager, ember.jit, torch eager, torch.compile and (when installed)
 JAX's jit on the workloads of issue 8, in one process, 2 threads each.
 
-Prints steps/s (training steps) or ms (W5 kernels), compile times (first, and again from the
-on-disk caches with a fresh function) and ratios against torch eager (>1 = faster than torch).
+Prints steps/s (training steps) or ms (W5 kernels), compile times (first, from an empty ember
+cache, and again with a fresh function and the on-disk caches warm) and ratios against torch
+eager (>1 = faster than torch). Frameworks are timed in interleaved rounds (best kept), so
+they share the machine's load; the load is printed. torch.compile failures are caught and
+printed.
 
 Run: python bench/compile.py [--quick] [--only W2,W5] [--no-torch-compile]
 """
@@ -95,7 +98,15 @@ def main() -> None:
     p.add_argument("--frameworks", default="", help="comma-separated subset of: " + ", ".join(FRAMEWORKS))
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (best is kept)")
     p.add_argument("--no-torch-compile", action="store_true", help="skip torch.compile (slow to compile)")
+    p.add_argument("--warm-cache", action="store_true",
+                   help="keep ember's compile cache (default: an empty one, so 'compile 1st' is cold)")
     args = p.parse_args()
+    if not args.warm_cache:
+        import atexit
+        import shutil
+        import tempfile
+        os.environ["EMBER_CACHE_DIR"] = tempfile.mkdtemp(prefix="ember-bench-cache-")
+        atexit.register(shutil.rmtree, os.environ["EMBER_CACHE_DIR"], True)
     import torch
     torch.set_num_threads(2)
     names = list(WORKLOADS)
