@@ -120,7 +120,8 @@ def explain(g: Graph) -> str:
                          f"writes {len(op.results)}")
         else:
             shapes = ", ".join(a.type_str for a in n.vars)
-            lines.append(f"{i:4d}  {op.name}({shapes}) -> {n.out.type_str}")
+            name = op.describe() if hasattr(op, "describe") else op.name
+            lines.append(f"{i:4d}  {name}({shapes}) -> {n.out.type_str}")
     n_fused = sum(getattr(n.op, "results", None) is not None for n in g.nodes)
     lines.append(f"{len(g.nodes)} kernels, {n_fused} of them fused")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ import warnings
 from .graph import Graph
 from . import cache, runtime
 from .codegen import c as cgen
+from .codegen import pool
 from .passes import rewrite, simplify, stable
 from .passes.cse import cse
 from .passes.dce import dce
@@ -72,15 +73,19 @@ BLAS_OPS = {"matmul", "conv2d", "conv_transpose2d", "conv2d_weight_grad"}  # ker
 def compile_kernels(graph: Graph) -> None:
     """Generate, compile (or load from the cache) and attach the C code of every fused node."""
     fused = [n.op for n in graph.nodes if getattr(n.op, "results", None) is not None]
-    if not fused:
+    natives = [(f"p{i}", n) for i, n in enumerate(graph.nodes) if pool.supported(n)]
+    if not fused and not natives:
         return
     kernels = [(f"k{i}", f) for i, f in enumerate(fused)]
     # NumPy's BLAS threads spin for a while after each call: an OpenMP loop started then waits
     # for a core they hold (measured: LeNet step 46 ms with parallel kernels, 33 ms without).
     blas = any(n.op.name in BLAS_OPS for n in graph.nodes)
-    mod = cache.load(cgen.render_module(kernels, parallel=not blas))
+    mod = cache.load(cgen.render_module(kernels, parallel=not blas,
+                                        extra=[(name, pool.render(name, n)) for name, n in natives]))
     for name, f in kernels:
         f.kernel = getattr(mod, name)
+    for name, n in natives:
+        n.op = pool.Native(n.op, getattr(mod, name))
 
 
 def executor(graph: Graph):

@@ -292,11 +292,14 @@ def _wrapper(name, ins, outs) -> list:
     ]
 
 
-def render_module(kernels: list, modname: str = PLACEHOLDER, parallel: bool = True) -> str:
-    """One extension module holding ``kernels`` = [(name, Fused)]; cache.py names it.
-    ``parallel=False``: every loop on one thread (see pipeline.compile_kernels)."""
+def render_module(kernels: list, modname: str = PLACEHOLDER, parallel: bool = True, extra=()) -> str:
+    """One extension module holding ``kernels`` = [(name, Fused)] and ``extra`` = [(name, C
+    source with a py_<name> wrapper)]; cache.py names it. ``parallel=False``: every loop on
+    one thread (see pipeline.compile_kernels)."""
     parts = [PRELUDE]
     parts += [render_kernel(name, f, PAR_MIN if parallel else 1 << 62) for name, f in kernels]
+    parts += [src for _, src in extra]
+    kernels = list(kernels) + list(extra)
     table = "".join(f'    {{"{name}", (PyCFunction)(void(*)(void))py_{name}, METH_FASTCALL, NULL}},\n'
                     for name, _ in kernels)
     parts.append(f"static PyMethodDef methods[] = {{\n{table}    {{NULL, NULL, 0, NULL}}\n}};")
