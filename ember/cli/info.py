@@ -28,17 +28,12 @@ def c_compiler_version() -> str:
 
 
 def compile_cache() -> str:
-    """Where compiled kernels are cached, or that the compiler is not built yet."""
-    if importlib.util.find_spec("ember.compiler") is None:
-        return "not built (ember.compiler does not exist yet)"
-    compiler = importlib.import_module("ember.compiler")
-    folder = getattr(compiler, "cache_dir", config.cache_dir)
-    folder = folder() if callable(folder) else folder
-    if not folder.is_dir():
-        return f"{folder} (empty: nothing compiled yet)"
-    files = [f for f in folder.rglob("*") if f.is_file()]
-    size = sum(f.stat().st_size for f in files)
-    return f"{folder} ({len(files)} files, {size / 1e6:.1f} MB)"
+    """Where compiled kernels are cached (ember.compiler.cache), with its entries and size."""
+    from ..compiler.cache import cache_info
+    info = cache_info()
+    if not info["entries"]:
+        return f"{info['location']} (empty: nothing compiled yet)"
+    return f"{info['location']} ({info['entries']} kernel modules, {info['bytes'] / 1e6:.1f} MB)"
 
 
 def _cuda() -> tuple[str, list[str]]:
