@@ -85,6 +85,41 @@ def test_unbatched_input():
     np.testing.assert_allclose(layer(em.from_numpy(x)).detach().numpy(), t(torch.from_numpy(x)).detach().numpy(), **TOL["float64"])
 
 
+
+KERNEL_PATHS = [  # (conv args, kwargs, input shape, kernel paths the forward+backward must take)
+    ((2, 5, 3), dict(padding=1), (3, 2, 9, 8), {"_im2col_batched", "_flat_spread"}),  # K=18 < 64
+    ((8, 16, 3), {}, (2, 8, 7, 7), {"_im2col", "_flat_spread"}),  # K=72: one big GEMM; LeNet-2-like
+    ((6, 12, 3), dict(dilation=2, groups=3, padding=1), (2, 6, 9, 8), {"_im2col", "_flat_spread"}),
+    ((3, 4, 3), dict(stride=2), (2, 3, 9, 9), {"_im2col_batched"}),  # strided: old col2im
+]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("args,kwargs,shape,paths", KERNEL_PATHS, ids=[f"k{i}" for i in range(len(KERNEL_PATHS))])
+def test_conv2d_kernel_paths_match_torch(monkeypatch, args, kwargs, shape, paths, dtype):
+    """Each conv kernel path (per-image batched GEMM, one big GEMM, flat stride-1 col2im) gives
+    torch's output and gradients; the spy checks the path was really taken."""
+    from ember.ops import conv as C
+    seen = set()
+    for name in ("_im2col_batched", "_im2col", "_flat_spread"):
+        fn = getattr(C, name)
+        monkeypatch.setattr(C, name, lambda *a, _fn=fn, _name=name: seen.add(_name) or _fn(*a))
+    check_layer(em.nn.Conv2d(*args, **kwargs), tnn.Conv2d(*args, **kwargs),
+                np.random.default_rng(0).standard_normal(shape), dtype)
+    assert paths <= seen, f"expected kernel paths {paths}, ran {seen}"
+
+
+def test_conv_transpose2d_flat_col2im_matches_torch():
+    """The flat stride-1 col2im with dilation, groups, output_padding and padding past the reach."""
+    rng = np.random.default_rng(0)
+    y, w = rng.standard_normal((2, 6, 5, 4)), rng.standard_normal((6, 2, 3, 2))
+    for kw in (dict(dilation=2, groups=3, output_padding=1), dict(padding=(3, 1), groups=2), dict(padding=1)):
+        ww = w if kw.get("groups", 1) > 1 else rng.standard_normal((6, 4, 3, 2))
+        got = F.conv_transpose2d(em.from_numpy(y), em.from_numpy(ww), **kw).numpy()
+        want = torch.nn.functional.conv_transpose2d(torch.from_numpy(y), torch.from_numpy(ww), **kw).numpy()
+        np.testing.assert_allclose(got, want, **TOL["float64"], err_msg=str(kw))
+
+
 CONV1D = [
     ((3, 4, 3), {}, (2, 3, 10)),
     ((4, 6, 5), dict(stride=2, padding=2, dilation=1, groups=2), (1, 4, 13)),

@@ -89,9 +89,11 @@ CONV = [  # (name, x shape, w shape, params)
     ("plain", (2, 2, 5, 4), (3, 2, 3, 2), conv_params()),
     ("stride-pad", (1, 2, 6, 5), (2, 2, 3, 3), conv_params((2, 1), (1, 2))),
     ("dilation-groups", (2, 4, 6, 6), (4, 2, 2, 3), conv_params((1, 2), (1, 0), (2, 1), 2)),
+    ("one-gemm", (1, 8, 4, 4), (2, 8, 3, 3), conv_params(padding=(1, 1))),  # C*kh*kw >= 64: one big GEMM
 ]
 CONVT = [  # (name, y shape, w shape, params incl. output_padding)
     ("stride1", (2, 3, 3, 4), (3, 2, 3, 2), dict(conv_params(padding=(1, 0)), output_padding=(0, 0))),
+    ("stride1-flat", (1, 4, 4, 3), (4, 2, 2, 2), dict(conv_params(padding=(2, 0)), output_padding=(0, 0))),
     ("stride2-outpad", (1, 2, 3, 3), (2, 2, 3, 3), dict(conv_params((2, 2), (1, 0)), output_padding=(1, 0))),
     ("dilation-groups", (2, 4, 3, 3), (4, 1, 2, 2), dict(conv_params((1, 2), (0, 1), (2, 1), 2), output_padding=(1, 1))),
 ]
