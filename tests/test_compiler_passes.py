@@ -159,3 +159,16 @@ def test_fusion_recomputes_forward_values_in_the_backward_kernel(monkeypatch):
     want = f(xr)
     np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=1e-5)
     np.testing.assert_allclose(x.grad.numpy(), xr.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_layout_computes_a_transposed_product_directly():
+    """(x.T @ g).T -> g.T @ x: a contiguous matmul result, no transposed view (values to 1e-6:
+    BLAS may round differently)."""
+    from ember.compiler.passes import layout
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    gr = np.random.default_rng(1).standard_normal((5, 4)).astype(np.float32)
+    g0 = traced(lambda a, b: (a.T @ b).T, x, gr)
+    g1 = rewrite(dce(g0.copy()), layout.RULES)
+    g1 = dce(g1)
+    assert ops(g1).count("matmul") == 1 and ops(g1)[-1] == "matmul", ops(g1)
+    same(g0, g1, x, gr, exact=False)

@@ -10,7 +10,7 @@ from .graph import Graph
 from . import cache, runtime
 from .codegen import c as cgen
 from .codegen import pool
-from .passes import rewrite, simplify, stable
+from .passes import layout, rewrite, simplify, stable
 from .passes.cse import cse
 from .passes.dce import dce
 from .passes.fold import fold
@@ -32,6 +32,7 @@ PASSES: list = [
     ("fold", fold),
     ("cse", cse),
     ("simplify", _rules(simplify.RULES)),
+    ("layout", _rules(layout.RULES)),
     ("dce", dce),
 ]
 
