@@ -50,3 +50,15 @@ def test_max_pool2d_backward_native_equals_eager(cfg, dtype):
     np.testing.assert_array_equal(got != 0, want != 0)  # the same element of each window wins
     # overlapping windows add in another order: last-bit differences
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 if dtype == np.float32 else 1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_max_pool2d_forward_equals_eager_bit_for_bit(cfg, dtype):
+    cfg = dict(cfg)
+    x = em.tensor(_data(dtype, cfg.pop("size", 7)))
+    f = jit(lambda x: F.max_pool2d(x, **cfg))
+    f(x)
+    np.testing.assert_array_equal(f(x).numpy(), F.max_pool2d(x, **cfg).numpy())
+    tiles = "stride" not in cfg and "padding" not in cfg and "dilation" not in cfg and x.shape[2] % 2 == 0
+    assert ("native.max_pool2d" in f.explain()) == tiles, f.explain()

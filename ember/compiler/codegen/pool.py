@@ -1,5 +1,6 @@
 """Native kernels for ops whose NumPy kernels make many passes: max-pooling's backward (NumPy:
-one masked pass per window offset, ~8 ms of a LeNet step; here one pass). The C follows the
+one masked pass per window offset, ~8 ms of a LeNet step; here one pass) and its forward
+when the windows tile the input. The C follows the
 eager kernel's rule exactly: the first maximum of a window wins, a NaN wins over numbers (the
 last NaN), padding counts as -inf, and overlapping windows add up.
 
@@ -9,16 +10,29 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..graph import Var
 from .c import _wrapper, ctype
 
-NATIVE = {"max_pool2d_backward"}
+NATIVE = {"max_pool2d_backward", "max_pool2d"}
 # NaN must win and compare exactly here: -ffast-math (the module's flags) let GCC turn the
 # selection into a max instruction that drops NaN (measured: wrong winners on 8x8 inputs).
 _ATTR = '#if defined(__GNUC__) && !defined(__clang__)\n#define NO_FAST_MATH __attribute__((optimize("no-fast-math")))\n#else\n#define NO_FAST_MATH\n#endif\n'
 
 
 
+def _tiles(node, x) -> bool:
+    """Windows tile the input exactly: stride = kernel, no padding or dilation."""
+    p = node.params
+    (kh, kw), (sh, sw) = p["kernel"], p["stride"]
+    return ((sh, sw) == (kh, kw) and tuple(p["padding"]) == (0, 0) and tuple(p["dilation"]) == (1, 1)
+            and x.shape[2] % kh == 0 and x.shape[3] % kw == 0)
+
+
 def supported(node) -> bool:
+    if node.op.name == "max_pool2d":  # only the tiled case: NumPy's strided maximum is fine else
+        x = node.args[0]
+        return (len(node.args) == 1 and type(x) is Var and x.dtype in (np.float32, np.float64)
+                and len(x.shape) == 4 and _tiles(node, x) and node.out.dtype == x.dtype)
     if node.op.name not in NATIVE or len(node.args) != 2 or len(node.vars) != 2:
         return False
     g, x = node.args
@@ -28,6 +42,8 @@ def supported(node) -> bool:
 
 def render(name: str, node) -> str:
     """C source of the node's kernel and its Python wrapper."""
+    if node.op.name == "max_pool2d":
+        return _forward(name, node)
     g, x = node.args[:2]
     p = node.params
     N, C, H, W = x.shape
@@ -101,6 +117,36 @@ NO_FAST_MATH static void {name}(const {t}* restrict gr, const {t}* restrict x, {
     return _ATTR + src + "\n".join(_wrapper(name, [g, x], [out]))
 
 
+def _forward(name, node) -> str:
+    """Tiled max-pooling: each window's max, NaN propagating (NumPy's maximum: the first of
+    equal values is kept)."""
+    x, out = node.args[0], node.out
+    N, C, H, W = x.shape
+    (kh, kw) = node.params["kernel"]
+    Ho, Wo = H // kh, W // kw
+    t = ctype(x.dtype)
+    src = f"""
+NO_FAST_MATH static void {name}(const {t}* restrict x, {t}* restrict y) {{
+    for (int64_t nc = 0; nc < {N * C}; nc++) {{
+        const {t}* xp = x + nc * {H * W};
+        {t}* yp = y + nc * {Ho * Wo};
+        for (int64_t oh = 0; oh < {Ho}; oh++)
+            for (int64_t ow = 0; ow < {Wo}; ow++) {{
+                const int64_t base = oh * {kh * W} + ow * {kw};
+                {t} best = xp[base];
+                for (int64_t i = 0; i < {kh}; i++)
+                    for (int64_t j = 0; j < {kw}; j++) {{
+                        const {t} v = xp[base + i * {W} + j];
+                        if (!isnan(best) && (isnan(v) || v > best)) best = v;
+                    }}
+                yp[oh * {Wo} + ow] = best;
+            }}
+    }}
+}}
+"""
+    return _ATTR + src + "\n".join(_wrapper(name, [x], [out]))
+
+
 class Native:
     """The op of a node computed by a generated C function (not in the registry); keeps the
     original op's name so the graph reads the same."""
@@ -114,7 +160,12 @@ class Native:
     def describe(self) -> str:
         return f"native.{self.name}"
 
-    def cpu(self, g, x, **params):
-        out = np.empty(x.shape, x.dtype)
-        self.fn(np.ascontiguousarray(g), np.ascontiguousarray(x), out)
+    def cpu(self, *arrays, **params):
+        if self.name == "max_pool2d":
+            (x,) = arrays
+            kh, kw = params["kernel"]
+            out = np.empty(x.shape[:2] + (x.shape[2] // kh, x.shape[3] // kw), x.dtype)
+        else:
+            out = np.empty(arrays[1].shape, arrays[1].dtype)
+        self.fn(*[np.ascontiguousarray(a) for a in arrays], out)
         return out
