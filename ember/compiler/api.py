@@ -45,6 +45,11 @@ class Program:
             self.grad_copy.append(v.id in seen or p is None or getattr(p.op, "view", False))
             seen.add(v.id)
         self.single = type(tr.out_tree) is Var
+        self.arg_effects = any(c.kind == "arg" for c in self.writes) or any(type(t) is int for t, _ in self.grads)
+        # Inputs that fused kernels overwrite in place (optimizer updates): their arrays must
+        # be contiguous, writable and not views of or viewed by another input, else run.safe.
+        aliased = {u for n in graph.nodes for u in getattr(n.op, "alias", {}).values()}
+        self.inplace = [i for i, v in enumerate(graph.inputs) if v.id in aliased]
 
     def __call__(self, flat: list):
         for t, none in self.guards:
@@ -56,18 +61,20 @@ class Program:
             if a is None:
                 raise _Stale
             ins.append(a)
-        outs = self.run(*ins)
+        outs = (self.run if not self.inplace or _may_overwrite(ins, self.inplace) else self.run.safe)(*ins)
         i = self.n_out
         for c in self.writes:
             if c.kind == "arg":
                 t = flat[c.ref]
-                np.copyto(t._data, outs[i])
+                if outs[i] is not t._data:
+                    np.copyto(t._data, outs[i])
                 I._bump(t)
             elif type(c.ref) is Tensor:
                 t = c.ref.grad if c.kind == "grad" else c.ref
-                np.copyto(t._data, outs[i])
+                if outs[i] is not t._data:
+                    np.copyto(t._data, outs[i])
                 I._bump(t)
-            else:
+            elif outs[i] is not c.ref:
                 np.copyto(c.ref, outs[i])
             i += 1
         copies = iter(self.grad_copy)
@@ -101,6 +108,10 @@ class JitFunction:
         flat: list = []
         key = (_sig(args, flat), _sig(kwargs, flat) if kwargs else None, self._mode())
         prog = self.variants.get(key)
+        if len(flat) > 1 and (prog is None or prog.arg_effects) and _overlapping(flat):
+            # A program treats its arguments as distinct values: one traced from shared memory
+            # would merge them, and writes or gradients into shared arguments need eager order.
+            return self.fn(*args, **kwargs)
         if prog is not None:
             if all(t._dev is cpu for t in flat):
                 try:
@@ -116,7 +127,7 @@ class JitFunction:
             return self.fn(*args, **kwargs)  # the compiler targets CPU for now: run eagerly
         tr = trace(self.fn, args, kwargs, flat)
         graph, report = pipeline.optimize(tr.graph)
-        run = pipeline.executor(graph)
+        run = pipeline.executor(graph, _writeback_pairs(tr, graph))
         if self.check:
             run = functools.partial(checked_run, tr.graph, graph)
         prog = Program(tr, graph, run, report)
@@ -184,6 +195,40 @@ def jit(fn: Callable | None = None, *, check: bool = False):
     if fn is None:
         return lambda f: JitFunction(f, check=check)
     return JitFunction(fn, check=check)
+
+
+def _overlapping(flat: list) -> bool:
+    """Whether two tensor arguments share memory (the same tensor twice, or views of one
+    array): a traced program treats them as independent values, which writes break."""
+    arrs = [t._data for t in flat]
+    roots = [id(a if a.base is None else a.base) for a in arrs]
+    return len(set(roots)) != len(roots)
+
+
+def _may_overwrite(ins: list, idx: list) -> bool:
+    """Whether the inputs at ``idx`` can be written in place: contiguous, writable arrays that
+    are no view, that no other input views, and no array is passed twice."""
+    bases = {id(a.base) for a in ins if a.base is not None}
+    if len({id(a) for a in ins}) != len(ins):  # one array passed twice
+        return False
+    for i in idx:
+        a = ins[i]
+        if a.base is not None or id(a) in bases or not (a.flags.c_contiguous and a.flags.writeable):
+            return False
+    return True
+
+
+def _writeback_pairs(tr, graph) -> dict:
+    """{id of the output Var written back to a piece of state: id of the input Var reading that
+    state} (the candidates for in-place writes)."""
+    pos = {v.id: i for i, v in enumerate(graph.inputs)}
+    outs = graph.outputs[len(_tree_vars(tr.out_tree)):]
+    pairs = {}
+    for c, v in zip(tr.writes, outs):
+        u = graph.inputs[c.ref] if c.kind == "arg" else c.var
+        if u.id in pos and v.id != u.id:
+            pairs[v.id] = u.id
+    return pairs
 
 
 def _sig(obj, flat: list):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import warnings
 
 from .graph import Graph
+from .plan import liveness
 from . import cache, runtime
 from .codegen import c as cgen
 from .codegen import pool
@@ -89,7 +90,35 @@ def compile_kernels(graph: Graph) -> None:
         n.op = pool.Native(n.op, getattr(mod, name))
 
 
-def executor(graph: Graph):
-    """A callable running ``graph`` on arrays (C kernels compiled first)."""
+def plan_inplace(graph: Graph, pairs: dict) -> None:
+    """Let a fused kernel write an output over the input it replaces (an optimizer's update of
+    a parameter or its state: ``pairs`` maps the output Var id to the input Var id it is
+    written back to) when that input is read by no later node and both have the loop's shape:
+    no new array, and no copy back afterwards."""
+    _, last = liveness(graph)
+    out_ids = [v.id for v in graph.outputs]
+    claimed = set()
+    for i, n in enumerate(graph.nodes):
+        f = n.op
+        if getattr(f, "results", None) is None:
+            continue
+        ins = {v.id: v for v in f.inputs}
+        for v in f.results:
+            u = ins.get(pairs.get(v.id))
+            if (u is not None and u.id not in claimed and last.get(u.id) == i and u.id not in out_ids
+                    and out_ids.count(v.id) == 1 and u.shape == v.shape == tuple(f.loop)
+                    and u.dtype == v.dtype and v is not getattr(f.reduce, "out", None)):
+                f.alias[v.id] = u.id
+                claimed.add(u.id)
+
+
+def executor(graph: Graph, inplace: dict | None = None):
+    """A callable running ``graph`` on arrays (C kernels compiled first). With ``inplace``
+    (see plan_inplace) it has an attribute ``safe``: the same program writing nothing in place,
+    for calls whose arrays overlap."""
+    if inplace:
+        plan_inplace(graph, inplace)
     compile_kernels(graph)
-    return runtime.build(graph)
+    run = runtime.build(graph)
+    run.safe = runtime.build(graph, inplace=False) if inplace else run
+    return run

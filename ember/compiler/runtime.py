@@ -31,7 +31,7 @@ def kernel_of(node):
     return k if k is not None else node.op.kernel
 
 
-def build(graph: Graph, kernel=kernel_of, name: str = "run"):
+def build(graph: Graph, kernel=kernel_of, name: str = "run", inplace: bool = True):
     """Python source for ``graph`` (inputs -> tuple of outputs), compiled; returns the function.
     Fused kernels' temporaries live in buffers allocated here once (see plan.py), so the
     function is not reentrant: one call at a time per built function."""
@@ -75,7 +75,14 @@ def build(graph: Graph, kernel=kernel_of, name: str = "run"):
             ins = [ref(a) if a.id in contiguous or a.const is not None else f"asc({ref(a)})"
                    for a in n.op.inputs]
             outs = []
+            alias = n.op.alias if inplace else {}
+            by_id = {a.id: a for a in n.op.inputs}
             for v in fused:
+                if v.id in alias:  # written over its input (contiguous: checked by the caller)
+                    names[v.id] = ref(by_id[alias[v.id]])
+                    outs.append(names[v.id])
+                    contiguous.add(v.id)
+                    continue
                 names[v.id] = f"v{v.id}"
                 outs.append(names[v.id])
                 if v.id in slots:

@@ -171,10 +171,13 @@ def render_kernel(name: str, fused, par_min: int = PAR_MIN) -> str:
     for k, v in enumerate(full_outs):
         body.append(f"out{k}[{off(len(ins) + k)}] = {names[v.id]};")
 
-    params = [f"const {ctype(v.dtype)}* restrict in{j}" for j, v in enumerate(ins)]
-    params += [f"{ctype(v.dtype)}* restrict out{k}" for k, v in enumerate(full_outs)]
+    # An output written over one of the inputs (fused.alias, see pipeline.plan_inplace) reads
+    # and writes the same element in the same iteration: fine, but not ``restrict``.
+    rs = "" if getattr(fused, "alias", None) else " restrict"
+    params = [f"const {ctype(v.dtype)}*{rs} in{j}" for j, v in enumerate(ins)]
+    params += [f"{ctype(v.dtype)}*{rs} out{k}" for k, v in enumerate(full_outs)]
     total = int(np.prod(loop, dtype=np.int64))
-    lines = [f"static void {name}({', '.join(params + ([f'{ctype(r.out.dtype)}* restrict red'] if r else []))}) {{"]
+    lines = [f"static void {name}({', '.join(params + ([f'{ctype(r.out.dtype)}*{rs} red'] if r else []))}) {{"]
     if r is None:
         lines += _nest(sizes, idx, body, total, parallel=True, par_min=par_min)
     else:

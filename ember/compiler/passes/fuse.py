@@ -38,6 +38,7 @@ class Fused:
         if reduce is not None:
             self.results.append(reduce.out)
         self.kernel = None  # the compiled C function (set by the pipeline), else None
+        self.alias: dict = {}  # output Var id -> id of the input Var it may overwrite in place
         self.cpu = self.numpy  # what runs when there is no compiled kernel
 
     def numpy(self, *arrays):
