@@ -68,8 +68,7 @@ NO_FAST_MATH static void {name}(const {t}* restrict gr, const {t}* restrict x, {
                         const int64_t iw = ow * {sw} - {pw} + j * {dw};
                         const int inside = ih >= 0 && ih < {H} && iw >= 0 && iw < {W};
                         const {t} v = inside ? xp[ih * {W} + iw] : -INFINITY;
-                        if (first || v > best || isnan(v)) {{
-                            if (!first && isnan(best) && !isnan(v)) continue;
+                        if (first || v > best || v != v) {{  /* a NaN best stays: NaN > v is false */
                             best = v; at = inside ? ih * {W} + iw : -1;
                         }}
                         first = 0;
@@ -101,7 +100,7 @@ NO_FAST_MATH static void {name}(const {t}* restrict gr, const {t}* restrict x, {
                     for (int64_t j = 0; j < {kw}; j++) {{
                         const int64_t o = base + i * {W} + j;
                         const {t} v = xp[o];
-                        if ((i | j) && ((v > best && !isnan(best)) || isnan(v))) {{ best = v; at = o; }}
+                        if ((i | j) && (v > best || v != v)) {{ best = v; at = o; }}  /* NaN > v is false */
                     }}
                 const {t} gv = gp[oh * {Wo} + ow];
                 for (int64_t i = 0; i < {kh}; i++)
@@ -137,7 +136,7 @@ NO_FAST_MATH static void {name}(const {t}* restrict x, {t}* restrict y) {{
                 for (int64_t i = 0; i < {kh}; i++)
                     for (int64_t j = 0; j < {kw}; j++) {{
                         const {t} v = xp[base + i * {W} + j];
-                        if (!isnan(best) && (isnan(v) || v > best)) best = v;
+                        best = (v > best || v != v) ? v : best;  /* a NaN best stays: NaN > v is false */
                     }}
                 yp[oh * {Wo} + ow] = best;
             }}
