@@ -208,8 +208,17 @@ def render_kernel(name: str, fused, par_min: int = PAR_MIN) -> str:
             upd_mem = {"sum": f"red[{ro}] += {src};",
                        "max": f"if ({src} > red[{ro}] || isnan({src})) red[{ro}] = {src};",
                        "min": f"if ({src} < red[{ro}] || isnan({src})) red[{ro}] = {src};"}[kind]
-            serial = _nest(sizes, idx, body + [upd_mem], total, parallel=not red[0], simd=not red[-1],
-                           par_min=par_min)
+            nsuf = len(red) - next(d for d in range(len(red) - 1, -1, -1) if not red[d]) - 1
+            if kind == "sum" and nsuf:
+                # Reduced dims innermost too (conv bias gradients: N, C, H*W -> C): sum them in
+                # a register with a simd reduction, then add to memory once per outer index.
+                inner = [f"{acc_t} acc = 0;"] + _nest(sizes[-nsuf:], idx[-nsuf:], body + [upd], 0, parallel=False,
+                                                       reduction="+:acc") + [f"red[{ro}] += acc;"]
+                serial = _nest(sizes[:-nsuf], idx[:-nsuf], inner, total, parallel=not red[0], simd=False,
+                               par_min=par_min)
+            else:
+                serial = _nest(sizes, idx, body + [upd_mem], total, parallel=not red[0], simd=not red[-1],
+                               par_min=par_min)
             if red[0] and kind == "sum" and total >= par_min:
                 lines += _partial_sums(sizes, idx, body, src, ro, n_red, acc_t, total, not red[-1], serial)
             else:
