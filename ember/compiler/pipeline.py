@@ -16,6 +16,7 @@ from .passes.cse import cse
 from .passes.dce import dce
 from .passes.fold import fold
 from .passes.fuse import fuse
+from .passes.rowfuse import rowfuse
 
 
 def _rules(table):
@@ -51,6 +52,8 @@ def optimize(graph: Graph, native: bool | None = None):
     if native:
         g = dce(fuse(g))
         report.append(("fuse", len(g.nodes)))
+        g = rowfuse(g)
+        report.append(("rowfuse", len(g.nodes)))
     return g, report
 
 
@@ -100,7 +103,7 @@ def plan_inplace(graph: Graph, pairs: dict) -> None:
     claimed = set()
     for i, n in enumerate(graph.nodes):
         f = n.op
-        if getattr(f, "results", None) is None:
+        if getattr(f, "results", None) is None or not getattr(f, "inplace_ok", True):
             continue
         ins = {v.id: v for v in f.inputs}
         for v in f.results:

@@ -309,7 +309,10 @@ def render_module(kernels: list, modname: str = PLACEHOLDER, parallel: bool = Tr
     source with a py_<name> wrapper)]; cache.py names it. ``parallel=False``: every loop on
     one thread (see pipeline.compile_kernels)."""
     parts = [PRELUDE]
-    parts += [render_kernel(name, f, PAR_MIN if parallel else 1 << 62) for name, f in kernels]
+    from .rows import render_rows
+    par_min = PAR_MIN if parallel else 1 << 62
+    parts += [render_rows(name, f, par_min) if hasattr(f, "stages") else render_kernel(name, f, par_min)
+              for name, f in kernels]
     parts += [src for _, src in extra]
     kernels = list(kernels) + list(extra)
     table = "".join(f'    {{"{name}", (PyCFunction)(void(*)(void))py_{name}, METH_FASTCALL, NULL}},\n'
