@@ -39,7 +39,7 @@ class Program:
         gvars = outs[self.n_out + len(self.writes):]
         # A gradient must own writable memory (optimizers update .grad in place).
         seen, self.grad_copy = set(), []
-        producers = {n.out.id: n for n in graph.nodes}
+        producers = {v.id: n for n in graph.nodes for v in (getattr(n.op, "results", None) or [n.out])}
         for v in gvars:
             p = producers.get(v.id)
             self.grad_copy.append(v.id in seen or p is None or getattr(p.op, "view", False))
