@@ -13,5 +13,6 @@ hist = model.fit(x[:512], y[:512], epochs=3, batch_size=32, distributed=True, ve
                  callbacks=[em.callbacks.CSVLogger(f"{out}/metrics.csv")])
 import ember.distributed as dist  # noqa: E402
 checksum = sum(float(p.detach().sum().item()) for p in model.parameters())
+dist.barrier()  # rank 1 prints after rank 0's progress output is out
 print(f"RANK {dist.rank()} checksum {checksum:.6f} loss {hist.history['loss'][0]:.4f} {hist.history['loss'][-1]:.4f}",
       flush=True)
