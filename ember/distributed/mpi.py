@@ -10,6 +10,7 @@ any rank abort the whole job, so no rank waits forever in a collective for a dea
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -101,6 +102,9 @@ def _abort_on_error(previous):
                              f"failed; aborting all ranks\n")
             previous(etype, value, tb)
             sys.stderr.flush()
+            # mpiexec forwards each rank's output asynchronously; Abort tears the job down at
+            # once, so give the forwarder a moment or the message can be lost (seen in tests).
+            time.sleep(0.5)
         finally:
             comm.Abort(1)
     hook._ember_abort = True
