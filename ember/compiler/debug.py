@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import EmberError
 from .graph import ArgRef, Graph, Var
-from .runtime import kernel_of
+from .runtime import _arg_refs, kernel_of
 
 
 class CheckError(EmberError, AssertionError):
@@ -42,22 +42,8 @@ def run_node(n, env: dict, compiled: bool = True) -> dict:
         return {v.id: o for v, o in zip(fused, outs)}
     args = [val(a) for a in n.args]
     params = {k: _resolve(p, args) for k, p in n.params.items()}
-    pos = [a for j, a in enumerate(args) if j not in _argref_positions(n.params)]
+    pos = [a for j, a in enumerate(args) if j not in _arg_refs(n.params)]
     return {n.out.id: kernel_of(n)(*pos, **params)}
-
-
-def _argref_positions(params) -> set:
-    out = set()
-
-    def walk(v):
-        if isinstance(v, ArgRef):
-            out.add(int(v))
-        elif isinstance(v, tuple):
-            for x in v:
-                walk(x)
-    for v in params.values():
-        walk(v)
-    return out
 
 
 def interpret(g: Graph, ins, compiled: bool = True, on_node=None, draws=None) -> tuple:

@@ -68,16 +68,17 @@ def no_op_cast_or_copy(n, rw):
         return n.args[0]
 
 
-@rule(RULES, "reshape")
-def reshape_of_reshape(n, rw):
+@rule(RULES, "reshape", "expand")
+def reshape_or_expand_chain(n, rw):
+    """reshape(reshape(x)) and expand(expand(x)) become one op; either is x when shapes agree."""
     x = n.args[0]
-    inner = rw.prod(x, "reshape")
+    inner = rw.prod(x, n.op.name)
     if inner is not None:
         x = inner.args[0]
     if x.shape == n.out.shape:
         return x
     if inner is not None:
-        return rw.emit(M.reshape_, x, shape=n.out.shape)
+        return rw.emit(n.op, x, shape=n.out.shape)
 
 
 @rule(RULES, "permute")
@@ -92,18 +93,6 @@ def permute_of_permute(n, rw):
         return x
     if inner is not None:
         return rw.emit(M.permute_, x, axes=axes)
-
-
-@rule(RULES, "expand")
-def expand_of_expand(n, rw):
-    x = n.args[0]
-    inner = rw.prod(x, "expand")
-    if inner is not None:
-        x = inner.args[0]
-    if x.shape == n.out.shape:
-        return x
-    if inner is not None:
-        return rw.emit(M.expand_, x, shape=n.out.shape)
 
 
 @rule(RULES, "sum")
