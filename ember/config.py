@@ -11,6 +11,7 @@ FLAGS = {
     "EMBER_CC": "C compiler for generated kernels (default: cc)",
     "EMBER_CACHE_DIR": "compile cache folder (default: ~/.cache/ember/kernels)",
     "EMBER_DATA": "data set download/cache folder (default: ~/.cache/ember/datasets)",
+    "EMBER_NATIVE": "0: eager ops use only their NumPy kernels, never the hand-written C ones",
 }
 
 
@@ -20,6 +21,10 @@ def debug_level() -> int:
 
 def c_compiler() -> str:
     return os.environ.get("EMBER_CC", "cc")
+
+
+def native_kernels() -> bool:
+    return os.environ.get("EMBER_NATIVE", "1") != "0"
 
 
 def _user_cache() -> Path:

@@ -17,6 +17,7 @@ import threading
 import numpy as np
 
 from .. import dtypes as D
+from . import native
 from .registry import Op
 
 # -- geometry --------------------------------------------------------------------------------
@@ -144,6 +145,33 @@ def _im2col_batched(xp, xp_, kh, kw, Ho, Wo, stride, dilation):
     return cols.reshape(N, C * kh * kw, Ho * Wo)
 
 
+# -- native kernels (ember/ops/native/conv2d.c) ---------------------------------------------------
+# Stride-1 float32 convolutions on the CPU run as direct C kernels that read the input in place
+# (measured at LeNet/ResNet sizes: 1.5-2x the im2col + OpenBLAS GEMM path, about torch's speed).
+# The NumPy path stays for other strides and dtypes, CuPy, and machines without a C compiler.
+
+def _native(xp, *arrays):
+    """The native conv module when it applies to these arrays, else None."""
+    if xp is not np or any(a.dtype != np.float32 for a in arrays):
+        return None
+    return native.module("conv2d")
+
+
+def _native_run(mod, fn, a, b, out, geometry, wgrad: bool):
+    ws = _workspace(np, mod.workspace(wgrad, geometry), np.float32)
+    fn(np.ascontiguousarray(a), np.ascontiguousarray(b), out, ws, geometry)
+    return out
+
+
+def _native_conv(mod, x, w, pads, dilation, groups):
+    """conv2d with stride 1 and (top, bottom, left, right) zero padding."""
+    N, C, H, W = x.shape
+    O, _, kh, kw = w.shape
+    Ho, Wo = H + pads[0] + pads[1] - dilation[0] * (kh - 1), W + pads[2] + pads[3] - dilation[1] * (kw - 1)
+    out = np.empty((N, O, Ho, Wo), np.float32)
+    return _native_run(mod, mod.conv2d, x, w, out, (N, C, H, W, O, kh, kw, *pads, *dilation, groups), False)
+
+
 # -- conv kernels --------------------------------------------------------------------------------
 
 def _conv2d_kernel(xp):
@@ -153,6 +181,9 @@ def _conv2d_kernel(xp):
         Ho, Wo = _conv_shape(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
                              groups=groups)[2:]
         ph, pw = padding
+        mod = _native(xp, x, w) if stride == (1, 1) else None
+        if mod is not None:
+            return _native_conv(mod, x, w, (ph, ph, pw, pw), dilation, groups)
         xp_ = _pad2(xp, x, ph, ph, pw, pw)
         if groups == 1 and Cg * kh * kw < _BATCHED_K:
             cols = _im2col_batched(xp, xp_, kh, kw, Ho, Wo, stride, dilation)
@@ -170,6 +201,11 @@ def _conv2d_weight_grad_kernel(xp):
         C = x.shape[1]
         kh, kw = kernel
         ph, pw = padding
+        mod = _native(xp, x, g) if stride == (1, 1) else None
+        if mod is not None:
+            out = np.empty((O, C // groups, kh, kw), np.float32)
+            geometry = (N, C) + tuple(x.shape[2:]) + (O, kh, kw, ph, ph, pw, pw, *dilation, groups)
+            return _native_run(mod, mod.conv2d_wgrad, x, g, out, geometry, True)
         xp_ = _pad2(xp, x, ph, ph, pw, pw)
         if groups == 1 and C * kh * kw < _BATCHED_K:
             cols = _im2col_batched(xp, xp_, kh, kw, Ho, Wo, stride, dilation)
@@ -191,8 +227,14 @@ def _conv_transpose2d_kernel(xp):
         Cout = Coutg * groups
         H, W = _transpose_out(y.shape, w.shape, stride, padding, output_padding, dilation)
         reach = (dilation[0] * (kh - 1), dilation[1] * (kw - 1))
-        if (stride == (1, 1) and padding[0] <= reach[0] and padding[1] <= reach[1]
-                and Cin * H * W <= 2 * Cout * Hy * Wy):
+        direct = stride == (1, 1) and padding[0] <= reach[0] and padding[1] <= reach[1]
+        mod = _native(xp, y, w) if direct else None
+        if mod is not None:  # the same flipped-kernel convolution, padding done by the kernel
+            top, left = reach[0] - padding[0], reach[1] - padding[1]
+            wf = w.reshape(groups, Cin // groups, Coutg, kh, kw).swapaxes(1, 2)[..., ::-1, ::-1]
+            return _native_conv(mod, y, wf.reshape(Cout, Cin // groups, kh, kw),
+                                (top, top + output_padding[0], left, left + output_padding[1]), dilation, groups)
+        if direct and Cin * H * W <= 2 * Cout * Hy * Wy:
             # Stride 1: a plain convolution of the padded input with the flipped, channel-swapped
             # kernel: one im2col + GEMM instead of a GEMM plus kh*kw scatter passes. Its columns
             # scale with Cin*H*W, the scatter's traffic with ~2*Cout*Hy*Wy; measured: faster for

@@ -1,0 +1,42 @@
+"""Hand-written C kernels for ops whose NumPy kernels are slow (today: stride-1 float32
+convolution). Each ``<name>.c`` here is compiled on first use through the compiler's on-disk
+cache (ember.compiler.cache: once per machine, shared by processes). Without a C compiler,
+or when ``EMBER_NATIVE=0``, ``module()`` returns None and the ops use their NumPy kernels.
+
+>>> mod = module("conv2d")   # the extension module, or None
+"""
+from __future__ import annotations
+
+import threading
+import warnings
+from pathlib import Path
+
+from ... import config
+
+_modules: dict = {}
+_lock = threading.Lock()
+
+
+def module(name: str):
+    """The compiled extension module built from ``<name>.c``, or None when it can't be built."""
+    mod = _modules.get(name, False)
+    if mod is not False:
+        return mod
+    with _lock:
+        if name not in _modules:
+            _modules[name] = _build(name)
+        return _modules[name]
+
+
+def _build(name: str):
+    if not config.native_kernels():
+        return None
+    from ...compiler import cache  # imported late: ops load before the compiler package
+    if cache.compiler() is None:
+        return None
+    try:
+        return cache.load((Path(__file__).parent / f"{name}.c").read_text())
+    except cache.CompileError as e:
+        warnings.warn(f"ember: the native {name} kernels did not compile; using NumPy kernels instead "
+                      f"(slower). Compiler output:\n{e}", RuntimeWarning, stacklevel=3)
+        return None

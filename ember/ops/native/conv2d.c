@@ -1,0 +1,341 @@
+/* Direct 2-D convolution kernels: stride 1, float32, NCHW, any padding, dilation and groups.
+ *
+ * Why: im2col + OpenBLAS sgemm reached 100-130 GFLOP/s on LeNet/ResNet shapes (M = 64 is a poor
+ * GEMM shape, and the column matrix is a full extra pass over memory). These kernels read the
+ * input in place and keep a tile of outputs in vector registers: ~150-165 GFLOP/s per core.
+ *
+ * The flat layout: each zero-padded input plane (Hp x Wp) is stored flat, and output position
+ * (h, w) is computed at flat index p = h*Wp + w. Kernel offset (i, j) then reads at p + off(i, j)
+ * with off = i*dh*Wp + j*dw, so one vector of VL outputs is one unaligned load per offset for
+ * every row length. The Wp - Wo "gap" columns per row are computed and dropped (LeNet 13 vs 11:
+ * 15% extra work), which is cheaper than masking short rows.
+ *
+ * conv2d_fwd:   y[n,o] = sum_{c,i,j} w[o,c,i,j] * xpad[n,c, p + off(i,j)]
+ *               (conv_transpose2d with stride 1 is this on the padded gradient with the
+ *               flipped, channel-swapped kernel; the Python side arranges that.)
+ * conv2d_wgrad: gw[o,c,i,j] = sum_{n,p} g[n,o,p] * xpad[n,c, p + off(i,j)], g spread to row
+ *               stride Wp with zeros in the gap columns so they add nothing.
+ *
+ * Loaded through ember.compiler.cache (compiled once per machine), called from ember.ops.conv.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__AVX512F__)
+#define VL 16
+#define NREG 32
+#elif defined(__AVX__)
+#define VL 8
+#define NREG 16
+#else
+#define VL 4
+#define NREG 16
+#endif
+/* forward tile: OB output channels x PB vectors of positions in registers */
+#define PB 3
+#ifndef OB
+#define OB ((NREG - 8) / PB)
+#endif
+#define MAXK 1024
+#define L1_BYTES (24 << 10) /* what a tile's inner loops may touch: half of a 48 KB L1 */
+#define L2_BYTES (512 << 10)
+
+typedef float vf __attribute__((vector_size(VL * 4)));
+typedef float vfu __attribute__((vector_size(VL * 4), aligned(4))); /* unaligned access */
+#define AI static inline __attribute__((always_inline))
+#define LOADU(p) (*(const vfu*)(p))
+#define STOREU(p, v) (*(vfu*)(p) = (v))
+
+typedef struct {
+    long N, C, H, W, O, kh, kw, pt, pb, pl, pr, dh, dw, G; /* given */
+    long Cg, Og, K, Hp, Wp, Sp, Ho, Wo, L, NV, Lpad;       /* derived */
+    int off[MAXK];
+} geom;
+
+static int geom_init(geom* q) {
+    q->Cg = q->C / q->G;
+    q->Og = q->O / q->G;
+    q->K = q->kh * q->kw;
+    q->Hp = q->H + q->pt + q->pb;
+    q->Wp = q->W + q->pl + q->pr;
+    q->Ho = q->Hp - q->dh * (q->kh - 1);
+    q->Wo = q->Wp - q->dw * (q->kw - 1);
+    if (q->K > MAXK || q->Ho <= 0 || q->Wo <= 0) return -1;
+    /* reads reach p + off <= NV*VL - 1 + offmax <= Hp*Wp + VL - 2: VL floats of zero slack */
+    q->Sp = q->Hp * q->Wp + VL;
+    q->L = (q->Ho - 1) * q->Wp + q->Wo;
+    q->NV = (q->L + VL - 1) / VL;
+    q->Lpad = q->NV * VL;
+    for (long i = 0; i < q->kh; i++)
+        for (long j = 0; j < q->kw; j++) q->off[i * q->kw + j] = (int)(i * q->dh * q->Wp + j * q->dw);
+    return 0;
+}
+
+/* One zero-padded plane (with its zero slack) from a dense H x W plane. */
+static void pad_plane(const geom* q, const float* src, float* dst) {
+    memset(dst, 0, sizeof(float) * q->pt * q->Wp);
+    for (long h = 0; h < q->H; h++) {
+        float* row = dst + (q->pt + h) * q->Wp;
+        memset(row, 0, sizeof(float) * q->pl);
+        memcpy(row + q->pl, src + h * q->W, sizeof(float) * q->W);
+        memset(row + q->pl + q->W, 0, sizeof(float) * q->pr);
+    }
+    memset(dst + (q->pt + q->H) * q->Wp, 0, sizeof(float) * (q->pb * q->Wp + VL));
+}
+
+/* ---- forward ------------------------------------------------------------------------------- */
+
+/* npb (<= PB) vectors of positions from p0, OB output channels, channels [0, C) of one image. */
+AI void fwd_tile(const float* restrict xb, const float* restrict wb, const int* restrict off, long C,
+                 long K, long Sp, float* restrict tile, long Lpad, long p0, int add, const int npb) {
+    vf acc[OB][PB];
+#pragma GCC unroll 16
+    for (int o = 0; o < OB; o++)
+#pragma GCC unroll 4
+        for (int v = 0; v < npb; v++) acc[o][v] = add ? LOADU(tile + o * Lpad + p0 + v * VL) : (vf){0};
+    for (long c = 0; c < C; c++) {
+        const float* xc = xb + c * Sp + p0;
+        const float* wc = wb + c * K * OB;
+        for (long k = 0; k < K; k++) {
+            const float* xk = xc + off[k];
+            vf xv[PB];
+#pragma GCC unroll 4
+            for (int v = 0; v < npb; v++) xv[v] = LOADU(xk + v * VL);
+            const float* wk = wc + k * OB;
+#pragma GCC unroll 16
+            for (int o = 0; o < OB; o++) {
+                const vf wv = (vf){0} + wk[o];
+#pragma GCC unroll 4
+                for (int v = 0; v < npb; v++) acc[o][v] += wv * xv[v];
+            }
+        }
+    }
+#pragma GCC unroll 16
+    for (int o = 0; o < OB; o++)
+#pragma GCC unroll 4
+        for (int v = 0; v < npb; v++) STOREU(tile + o * Lpad + p0 + v * VL, acc[o][v]);
+}
+
+/* x (N,C,H,W), w (O,Cg,kh,kw) -> y (N,O,Ho,Wo). ws holds N*C*Sp floats (the padded input)
+ * then the packed weights [G][OBn][Cg][K][OB] (zero rows past Og). Returns 0, or -1 when a
+ * thread's output tile could not be allocated. */
+static int conv2d_fwd(geom* q, const float* x, const float* w, float* y, float* ws) {
+    const long OBn = (q->Og + OB - 1) / OB, planes = q->N * q->C;
+    float* xp = ws;
+    float* wp = ws + planes * q->Sp;
+    const long wsize = q->G * OBn * q->Cg * q->K * OB;
+    const long tasks = q->N * q->G * OBn;
+    /* per channel, one tile reads PB*VL floats plus the kernel's reach, and K*OB weights */
+    const long per_c = (PB * VL + q->off[q->K - 1] + q->K * OB) * (long)sizeof(float);
+    const long cb = L1_BYTES / per_c > 0 ? L1_BYTES / per_c : 1;
+    int failed = 0;
+#pragma omp parallel if (planes * q->Sp > 4096)
+    {
+#pragma omp for schedule(static)
+        for (long t = 0; t < planes; t++) pad_plane(q, x + t * q->H * q->W, xp + t * q->Sp);
+#pragma omp for schedule(static)
+        for (long i = 0; i < wsize; i++) { /* i = (((g*OBn + ob)*Cg + c)*K + k)*OB + o */
+            const long o = i % OB, k = (i / OB) % q->K, c = (i / (OB * q->K)) % q->Cg;
+            const long gob = i / (OB * q->K * q->Cg), g = gob / OBn, oo = (gob % OBn) * OB + o;
+            wp[i] = oo < q->Og ? w[((g * q->Og + oo) * q->Cg + c) * q->K + k] : 0.0f;
+        }
+        float* tile = malloc(sizeof(float) * OB * q->Lpad);
+        if (!tile) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (long t = 0; t < tasks; t++) {
+            if (!tile) continue;
+            const long n = t / (q->G * OBn), g = (t / OBn) % q->G, ob = t % OBn;
+            const float* xb = xp + (n * q->C + g * q->Cg) * q->Sp;
+            const float* wb = wp + (g * OBn + ob) * q->Cg * q->K * OB;
+            for (long c0 = 0; c0 < q->Cg; c0 += cb) { /* channel chunks: a tile's reads stay in L1 */
+                const long nc = c0 + cb < q->Cg ? cb : q->Cg - c0;
+                const float* xc = xb + c0 * q->Sp;
+                const float* wc = wb + c0 * q->K * OB;
+                long v = 0;
+                for (; v + PB <= q->NV; v += PB) fwd_tile(xc, wc, q->off, nc, q->K, q->Sp, tile, q->Lpad, v * VL, c0 > 0, PB);
+                for (; v < q->NV; v++) fwd_tile(xc, wc, q->off, nc, q->K, q->Sp, tile, q->Lpad, v * VL, c0 > 0, 1);
+            }
+            const long oe = q->Og - ob * OB < OB ? q->Og - ob * OB : OB;
+            for (long o = 0; o < oe; o++) { /* drop the gap columns */
+                float* yo = y + (n * q->O + g * q->Og + ob * OB + o) * q->Ho * q->Wo;
+                const float* to = tile + o * q->Lpad;
+                for (long h = 0; h < q->Ho; h++) memcpy(yo + h * q->Wo, to + h * q->Wp, sizeof(float) * q->Wo);
+            }
+        }
+        free(tile);
+    }
+    return failed ? -1 : 0;
+}
+
+/* ---- weight gradient ---------------------------------------------------------------------- */
+
+/* The weight gradient is a GEMM over (image, position) with the im2col left implicit:
+ *   gwT[q][o] += sum_{n,p} x[n, c(q), p + off(k(q))] * gT[n][p][o],  q = c*K + k
+ * with g transposed so that WV vectors of output channels load at each position, and each of
+ * WJ (channel, offset) pairs broadcast from the padded input: WV*WJ accumulators, no horizontal
+ * sums, and only real output positions (no gap columns). */
+#define WV (VL == 16 ? 2 : 1)
+#define WJ 12
+#define WO (WV * VL)
+
+static void wg_tile(const geom* q, const float* restrict xp, const float* restrict gT, long Opv, long n0, long n1,
+                    long g, long ob, long qb, float* restrict gwT) {
+    const long nq = q->Cg * q->K;
+    long pair[WJ];
+    for (int j = 0; j < WJ; j++) { /* pairs past the end read the first plane; their sums are dropped */
+        const long qq = qb * WJ + j;
+        pair[j] = qq < nq ? (qq / q->K) * q->Sp + q->off[qq % q->K] : 0;
+    }
+    float* dst = gwT + (g * ((nq + WJ - 1) / WJ * WJ) + qb * WJ) * Opv + ob * WO;
+    vf acc[WV][WJ];
+#pragma GCC unroll 16
+    for (int j = 0; j < WJ; j++)
+#pragma GCC unroll 4
+        for (int v = 0; v < WV; v++) acc[v][j] = LOADU(dst + j * Opv + v * VL);
+    for (long n = n0; n < n1; n++) {
+        const float* xn = xp + (n * q->C + g * q->Cg) * q->Sp;
+        const float* gn = gT + (n * q->G + g) * q->Ho * q->Wo * Opv + ob * WO;
+        for (long h = 0; h < q->Ho; h++) {
+            const float* xr = xn + h * q->Wp;
+            const float* gr = gn + h * q->Wo * Opv;
+            for (long w = 0; w < q->Wo; w++) {
+                vf gv[WV];
+#pragma GCC unroll 4
+                for (int v = 0; v < WV; v++) gv[v] = LOADU(gr + w * Opv + v * VL);
+#pragma GCC unroll 16
+                for (int j = 0; j < WJ; j++) {
+                    const vf xb = (vf){0} + xr[pair[j] + w];
+#pragma GCC unroll 4
+                    for (int v = 0; v < WV; v++) acc[v][j] += gv[v] * xb;
+                }
+            }
+        }
+    }
+#pragma GCC unroll 16
+    for (int j = 0; j < WJ; j++)
+#pragma GCC unroll 4
+        for (int v = 0; v < WV; v++) STOREU(dst + j * Opv + v * VL, acc[v][j]);
+}
+
+/* x (N,C,H,W), g (N,O,Ho,Wo) -> gw (O,Cg,kh,kw). ws holds N*C*Sp floats (padded input), then
+ * gT [N][G][Ho*Wo][Opv] (zero columns past Og), then gwT [G][nqp][Opv]. */
+static int conv2d_wgrad(geom* q, const float* x, const float* g_, float* gw, float* ws) {
+    const long Opv = (q->Og + WO - 1) / WO * WO, OBn = Opv / WO, HW = q->Ho * q->Wo;
+    const long nq = q->Cg * q->K, QBn = (nq + WJ - 1) / WJ, nqp = QBn * WJ, planes = q->N * q->C;
+    float* xp = ws;
+    float* gT = xp + planes * q->Sp;
+    float* gwT = gT + q->N * q->G * HW * Opv;
+    const long tasks = q->G * OBn * QBn;
+    /* images per pass: one o-block of gT for the pass stays in L2 while every pair block reads it */
+    long nchunk = L2_BYTES / (HW * WO * (long)sizeof(float));
+    if (nchunk < 1) nchunk = 1;
+#pragma omp parallel if (planes * q->Sp > 4096)
+    {
+#pragma omp for schedule(static)
+        for (long t = 0; t < planes; t++) pad_plane(q, x + t * q->H * q->W, xp + t * q->Sp);
+#pragma omp for schedule(static)
+        for (long t = 0; t < q->N * q->G; t++) { /* (O, HW) -> (HW, Opv) per image and group */
+            float* dst = gT + t * HW * Opv;
+            const float* src = g_ + t * q->Og * HW;
+            for (long p = 0; p < HW; p++) {
+                for (long o = 0; o < q->Og; o++) dst[p * Opv + o] = src[o * HW + p];
+                for (long o = q->Og; o < Opv; o++) dst[p * Opv + o] = 0.0f;
+            }
+        }
+#pragma omp for schedule(static)
+        for (long i = 0; i < q->G * nqp * Opv; i++) gwT[i] = 0.0f;
+        for (long n0 = 0; n0 < q->N; n0 += nchunk) {
+            const long n1 = n0 + nchunk < q->N ? n0 + nchunk : q->N;
+#pragma omp for schedule(static)
+            for (long t = 0; t < tasks; t++) /* t = (g*OBn + ob)*QBn + qb: a thread keeps its o-blocks */
+                wg_tile(q, xp, gT, Opv, n0, n1, t / (OBn * QBn), (t / QBn) % OBn, t % QBn, gwT);
+        }
+#pragma omp for schedule(static)
+        for (long i = 0; i < q->O * nq; i++) { /* gw[(g*Og + o)][qq] = gwT[g][qq][o] */
+            const long go = i / nq, qq = i % nq;
+            gw[i] = gwT[((go / q->Og) * nqp + qq) * Opv + go % q->Og];
+        }
+    }
+    return 0;
+}
+
+/* ---- Python bindings ---------------------------------------------------------------------- */
+
+static long wgrad_ws(const geom* q) {
+    const long Opv = (q->Og + WO - 1) / WO * WO, nqp = (q->Cg * q->K + WJ - 1) / WJ * WJ;
+    return q->N * q->C * q->Sp + q->N * q->G * q->Ho * q->Wo * Opv + q->G * nqp * Opv;
+}
+
+static long fwd_ws(const geom* q) {
+    return q->N * q->C * q->Sp + q->G * ((q->Og + OB - 1) / OB) * q->Cg * q->K * OB;
+}
+
+#define GEOM_FMT "(llllllllllllll)"
+#define GEOM_ARGS(q) &q.N, &q.C, &q.H, &q.W, &q.O, &q.kh, &q.kw, &q.pt, &q.pb, &q.pl, &q.pr, &q.dh, &q.dw, &q.G
+
+static int geom_parse(geom* q) {
+    if (q->G < 1 || q->C % q->G || q->O % q->G || geom_init(q) < 0) {
+        PyErr_SetString(PyExc_ValueError, "conv2d native kernel: bad geometry (empty output, groups, or kernel too large)");
+        return -1;
+    }
+    return 0;
+}
+
+/* workspace(wgrad, geometry) -> float32 elements the workspace needs */
+static PyObject* py_workspace(PyObject* self, PyObject* args) {
+    int wgrad;
+    geom q;
+    if (!PyArg_ParseTuple(args, "p" GEOM_FMT, &wgrad, GEOM_ARGS(q)) || geom_parse(&q) < 0) return NULL;
+    return PyLong_FromLong(wgrad ? wgrad_ws(&q) : fwd_ws(&q));
+}
+
+/* (a, b, out, workspace, geometry); every array C-contiguous float32, sizes checked by the
+ * caller (ember.ops.conv) except the workspace's. The GIL is released while it runs. */
+static PyObject* run(PyObject* args, int wgrad) {
+    Py_buffer a, b, out, ws;
+    geom q;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*" GEOM_FMT, &a, &b, &out, &ws, GEOM_ARGS(q))) return NULL;
+    PyObject* ret = NULL;
+    if (geom_parse(&q) == 0) {
+        const long need = wgrad ? wgrad_ws(&q) : fwd_ws(&q);
+        if (ws.len < need * (long)sizeof(float)) {
+            PyErr_Format(PyExc_ValueError, "conv2d native kernel: workspace of %zd bytes, need %ld", ws.len,
+                         need * (long)sizeof(float));
+        } else {
+            int rc;
+            Py_BEGIN_ALLOW_THREADS
+            rc = wgrad ? conv2d_wgrad(&q, a.buf, b.buf, out.buf, ws.buf) : conv2d_fwd(&q, a.buf, b.buf, out.buf, ws.buf);
+            Py_END_ALLOW_THREADS
+            if (rc == 0) {
+                ret = Py_None;
+                Py_INCREF(ret);
+            } else {
+                PyErr_NoMemory();
+            }
+        }
+    }
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&ws);
+    return ret;
+}
+
+static PyObject* py_conv2d(PyObject* self, PyObject* args) { return run(args, 0); }
+static PyObject* py_conv2d_wgrad(PyObject* self, PyObject* args) { return run(args, 1); }
+
+static PyMethodDef methods[] = {
+    {"workspace", py_workspace, METH_VARARGS, "workspace(wgrad, geometry) -> float32 elements"},
+    {"conv2d", py_conv2d, METH_VARARGS, "conv2d(x, w, y, workspace, geometry)"},
+    {"conv2d_wgrad", py_conv2d_wgrad, METH_VARARGS, "conv2d_wgrad(x, g, gw, workspace, geometry)"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "EMBER_MODULE_NAME", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit_EMBER_MODULE_NAME(void) { return PyModule_Create(&module); }

@@ -1,0 +1,168 @@
+"""The native (C) stride-1 float32 convolution kernels of ember/ops/native/conv2d.c.
+
+Each kernel (forward, weight gradient, and the input gradient, which is the forward kernel on
+the padded gradient) is compared with the NumPy im2col kernels in float64 on the same float32
+inputs, over paddings (asymmetric too), dilations, groups, kernel sizes, and shapes whose
+rows are shorter or longer than a vector; whole layers are checked against PyTorch in float32.
+A spy confirms the native kernel really ran. Tolerance: rtol=atol=1e-4 relative to the output's
+scale (float32 sums of up to ~600 terms, in a different order than the reference).
+
+The fallbacks: EMBER_NATIVE=0, no C compiler, and a compiler that fails all give the NumPy
+kernels (the last with one warning)."""
+import numpy as np
+import pytest
+
+import ember as em
+from ember.ops import conv as C
+from ember.ops import native
+
+from test_conv import CONV1D, CONV2D, CONVT, check_layer
+
+torch = pytest.importorskip("torch", reason="PyTorch is the oracle for the layer tests (pip install -e '.[oracle]')")
+
+pytestmark = pytest.mark.skipif(native.module("conv2d") is None, reason="no C compiler: the native kernels are off")
+
+# (N, C, H, W, O, kh, kw, (top, bottom, left, right), dilation, groups)
+GEOMETRIES = [
+    (2, 3, 8, 9, 4, 3, 3, (0, 0, 0, 0), (1, 1), 1),
+    (3, 4, 10, 8, 6, 2, 3, (0, 0, 0, 0), (2, 1), 2),
+    (2, 1, 28, 28, 32, 3, 3, (0, 0, 0, 0), (1, 1), 1),  # LeNet-1: C = 1
+    (2, 32, 13, 13, 64, 3, 3, (0, 0, 0, 0), (1, 1), 1),  # LeNet-2
+    (1, 6, 5, 5, 9, 5, 5, (2, 2, 2, 2), (1, 1), 3),
+    (2, 2, 1, 19, 5, 1, 3, (0, 0, 1, 1), (1, 1), 1),  # a 1-row image (Conv1d)
+    (4, 8, 12, 12, 16, 1, 1, (0, 0, 0, 0), (1, 1), 1),  # 1x1
+    (2, 4, 9, 9, 4, 7, 7, (3, 3, 3, 3), (1, 1), 4),  # depthwise 7x7
+    (2, 3, 6, 7, 5, 4, 4, (1, 2, 2, 1), (2, 1), 1),  # asymmetric padding (even kernel, "same")
+    (1, 5, 40, 37, 70, 3, 3, (1, 1, 1, 1), (1, 1), 1),  # rows longer than a vector; O not a multiple of the tile
+    (3, 20, 6, 5, 3, 3, 2, (2, 0, 0, 1), (1, 2), 1),  # more channels than outputs
+]
+
+
+def _reference(geometry, rng):
+    N, Ci, H, W, O, kh, kw, pads, dil, G = geometry
+    x = rng.standard_normal((N, Ci, H, W)).astype(np.float32)
+    w = rng.standard_normal((O, Ci // G, kh, kw)).astype(np.float32)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), pads[:2], pads[2:]))
+    y = C._conv2d_kernel(np)(xp, w.astype(np.float64), (1, 1), (0, 0), dil, G)
+    return x, w, xp, y
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=[f"g{i}" for i in range(len(GEOMETRIES))])
+def test_forward_and_weight_grad_match_numpy_kernels(geometry):
+    N, Ci, H, W, O, kh, kw, pads, dil, G = geometry
+    mod = native.module("conv2d")
+    rng = np.random.default_rng(0)
+    x, w, xp, want = _reference(geometry, rng)
+    got = C._native_conv(mod, x, w, pads, dil, G)
+    scale = np.abs(want).max()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * scale)
+
+    g = rng.standard_normal(want.shape).astype(np.float32)
+    want_gw = C._conv2d_weight_grad_kernel(np)(xp, g.astype(np.float64), (kh, kw), (1, 1), (0, 0), dil, G)
+    geo = (N, Ci, H, W, O, kh, kw, *pads, *dil, G)
+    got_gw = C._native_run(mod, mod.conv2d_wgrad, x, g, np.empty(w.shape, np.float32), geo, True)
+    np.testing.assert_allclose(got_gw, want_gw, rtol=1e-4, atol=1e-4 * np.abs(want_gw).max())
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """The set of native kernels that ran."""
+    ran = set()
+    real = C._native_run
+
+    def run(mod, fn, *args):
+        ran.add(fn.__name__)
+        return real(mod, fn, *args)
+    monkeypatch.setattr(C, "_native_run", run)
+    return ran
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's own notice
+@pytest.mark.parametrize("args,kwargs,shape", CONV2D, ids=[f"c{i}" for i in range(len(CONV2D))])
+def test_conv2d_layers_match_torch_in_float32(spy, args, kwargs, shape):
+    check_layer(em.nn.Conv2d(*args, **kwargs), torch.nn.Conv2d(*args, **kwargs),
+                np.random.default_rng(0).standard_normal(shape), "float32")
+    if kwargs.get("stride", 1) == 1:
+        assert spy == {"conv2d", "conv2d_wgrad"}
+
+
+@pytest.mark.parametrize("args,kwargs,shape", CONV1D, ids=[f"c{i}" for i in range(len(CONV1D))])
+def test_conv1d_layers_match_torch_in_float32(spy, args, kwargs, shape):
+    check_layer(em.nn.Conv1d(*args, **kwargs), torch.nn.Conv1d(*args, **kwargs),
+                np.random.default_rng(0).standard_normal(shape), "float32")
+    if kwargs.get("stride", 1) == 1:
+        assert spy == {"conv2d", "conv2d_wgrad"}
+
+
+@pytest.mark.parametrize("args,kwargs,shape", CONVT, ids=[f"c{i}" for i in range(len(CONVT))])
+def test_conv_transpose2d_layers_match_torch_in_float32(spy, args, kwargs, shape):
+    check_layer(em.nn.ConvTranspose2d(*args, **kwargs), torch.nn.ConvTranspose2d(*args, **kwargs),
+                np.random.default_rng(0).standard_normal(shape), "float32")
+    if kwargs.get("stride", 1) == 1:
+        assert "conv2d_wgrad" in spy
+
+
+def test_nan_and_inf_stay_where_torch_puts_them():
+    """Gap columns and padded tiles are computed and dropped: a NaN or inf in the input must
+    reach exactly the outputs and gradients it reaches in torch."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 9, 10)).astype(np.float32)
+    x[0, 1, 4, 9] = np.nan
+    x[1, 2, 0, 0] = np.inf
+    w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    ex, ew = em.from_numpy(x).requires_grad_(), em.from_numpy(w).requires_grad_()
+    tx, tw = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_()
+    y, ty = em.nn.functional.conv2d(ex, ew), torch.nn.functional.conv2d(tx, tw)
+    g = rng.standard_normal(ty.shape).astype(np.float32)
+    y.backward(em.from_numpy(g))
+    ty.backward(torch.from_numpy(g))
+    for got, want in ((y.detach().numpy(), ty.detach().numpy()), (ew.grad.numpy(), tw.grad.numpy()),
+                      (ex.grad.numpy(), tx.grad.numpy())):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+
+
+def test_large_batch_spans_several_weight_grad_passes():
+    """The weight gradient sums images in passes sized to the cache; many images -> many passes."""
+    rng = np.random.default_rng(0)
+    geometry = (40, 2, 30, 30, 16, 3, 3, (1, 1, 1, 1), (1, 1), 1)
+    x, w, xp, y = _reference(geometry, rng)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    want = C._conv2d_weight_grad_kernel(np)(xp, g.astype(np.float64), (3, 3), (1, 1), (0, 0), (1, 1), 1)
+    mod = native.module("conv2d")
+    got = C._native_run(mod, mod.conv2d_wgrad, x, g, np.empty(w.shape, np.float32), (40, 2, 30, 30, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1), True)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_bad_geometry_and_small_workspace_raise():
+    mod = native.module("conv2d")
+    x = np.zeros((1, 2, 4, 4), np.float32)
+    w = np.zeros((3, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="bad geometry"):
+        mod.workspace(False, (1, 2, 4, 4, 3, 9, 9, 0, 0, 0, 0, 1, 1, 1))  # kernel larger than the input
+    with pytest.raises(ValueError, match="workspace"):
+        mod.conv2d(x, w, np.empty((1, 3, 2, 2), np.float32), np.empty(4, np.float32), (1, 2, 4, 4, 3, 3, 3, 0, 0, 0, 0, 1, 1, 1))
+
+
+@pytest.mark.parametrize("how", ["env", "no compiler", "compile error"])
+def test_fallbacks_use_numpy_kernels(monkeypatch, how):
+    from ember.compiler import cache
+    monkeypatch.setattr(native, "_modules", {})
+    if how == "env":
+        monkeypatch.setenv("EMBER_NATIVE", "0")
+    elif how == "no compiler":
+        monkeypatch.setattr(cache, "compiler", lambda: None)
+    else:
+        def fail(source):
+            raise cache.CompileError("cc: error: simulated")
+        monkeypatch.setattr(cache, "load", fail)
+    x = em.randn(2, 3, 6, 6)
+    w = em.randn(4, 3, 3, 3)
+    if how == "compile error":
+        with pytest.warns(RuntimeWarning, match="native conv2d kernels did not compile"):
+            y = em.nn.functional.conv2d(x, w)
+    else:
+        y = em.nn.functional.conv2d(x, w)
+    assert native._modules == {"conv2d": None}
+    want = torch.nn.functional.conv2d(torch.from_numpy(x.numpy()), torch.from_numpy(w.numpy())).numpy()
+    np.testing.assert_allclose(y.numpy(), want, rtol=1e-4, atol=1e-4)
