@@ -317,3 +317,11 @@ def test_small_cnn_state_dict_and_outputs_match_torch():
     check_layer(model, tmodel, np.random.default_rng(0).standard_normal((3, 1, 12, 12)))
     if not linear:
         pytest.skip("ember.nn.Linear not available yet: the conv/pool part was checked, the classifier head was not")
+
+
+def test_bias_dtype_must_match_input():
+    x, w = em.randn(1, 2, 5, 5), em.randn(3, 2, 3, 3)
+    with pytest.raises(DTypeError, match="conv2d: bias has dtype float64 but the input float32"):
+        F.conv2d(x, w, em.zeros(3, dtype=em.float64))
+    with pytest.raises(DTypeError, match="conv_transpose2d: bias has dtype float64"):
+        F.conv_transpose2d(em.randn(1, 3, 4, 4), w, em.zeros(2, dtype=em.float64))

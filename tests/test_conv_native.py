@@ -43,7 +43,7 @@ def _reference(geometry, rng):
     x = rng.standard_normal((N, Ci, H, W)).astype(np.float32)
     w = rng.standard_normal((O, Ci // G, kh, kw)).astype(np.float32)
     xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), pads[:2], pads[2:]))
-    y = C._conv2d_kernel(np)(xp, w.astype(np.float64), (1, 1), (0, 0), dil, G)
+    y = C._conv2d_kernel(np)(xp, w.astype(np.float64), stride=(1, 1), padding=(0, 0), dilation=dil, groups=G)
     return x, w, xp, y
 
 
@@ -53,14 +53,15 @@ def test_forward_and_weight_grad_match_numpy_kernels(geometry):
     mod = native.module("conv2d")
     rng = np.random.default_rng(0)
     x, w, xp, want = _reference(geometry, rng)
-    got = C._native_conv(mod, x, w, pads, dil, G)
+    got = C._native_conv(mod, x, w, None, pads, dil, G)
     scale = np.abs(want).max()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * scale)
 
     g = rng.standard_normal(want.shape).astype(np.float32)
-    want_gw = C._conv2d_weight_grad_kernel(np)(xp, g.astype(np.float64), (kh, kw), (1, 1), (0, 0), dil, G)
+    want_gw = C._conv2d_weight_grad_kernel(np)(xp, g.astype(np.float64), kernel=(kh, kw), stride=(1, 1),
+                                                 padding=(0, 0), dilation=dil, groups=G)
     geo = (N, Ci, H, W, O, kh, kw, *pads, *dil, G)
-    got_gw = C._native_run(mod, mod.conv2d_wgrad, x, g, np.empty(w.shape, np.float32), geo, True)
+    got_gw = C._native_run(mod, mod.conv2d_wgrad, x, g, None, np.empty(w.shape, np.float32), geo, True)
     np.testing.assert_allclose(got_gw, want_gw, rtol=1e-4, atol=1e-4 * np.abs(want_gw).max())
 
 
@@ -128,9 +129,11 @@ def test_large_batch_spans_several_weight_grad_passes():
     geometry = (40, 2, 30, 30, 16, 3, 3, (1, 1, 1, 1), (1, 1), 1)
     x, w, xp, y = _reference(geometry, rng)
     g = rng.standard_normal(y.shape).astype(np.float32)
-    want = C._conv2d_weight_grad_kernel(np)(xp, g.astype(np.float64), (3, 3), (1, 1), (0, 0), (1, 1), 1)
+    want = C._conv2d_weight_grad_kernel(np)(xp, g.astype(np.float64), kernel=(3, 3), stride=(1, 1), padding=(0, 0),
+                                           dilation=(1, 1), groups=1)
     mod = native.module("conv2d")
-    got = C._native_run(mod, mod.conv2d_wgrad, x, g, np.empty(w.shape, np.float32), (40, 2, 30, 30, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1), True)
+    got = C._native_run(mod, mod.conv2d_wgrad, x, g, None, np.empty(w.shape, np.float32),
+                       (40, 2, 30, 30, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1), True)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
@@ -140,8 +143,12 @@ def test_bad_geometry_and_small_workspace_raise():
     w = np.zeros((3, 2, 3, 3), np.float32)
     with pytest.raises(ValueError, match="bad geometry"):
         mod.workspace(False, (1, 2, 4, 4, 3, 9, 9, 0, 0, 0, 0, 1, 1, 1))  # kernel larger than the input
+    with pytest.raises(ValueError, match="bias must be O float32 values"):
+        mod.conv2d(x, w, np.zeros(2, np.float32), np.empty((1, 3, 2, 2), np.float32), np.empty(10 ** 4, np.float32),
+                   (1, 2, 4, 4, 3, 3, 3, 0, 0, 0, 0, 1, 1, 1))
     with pytest.raises(ValueError, match="workspace"):
-        mod.conv2d(x, w, np.empty((1, 3, 2, 2), np.float32), np.empty(4, np.float32), (1, 2, 4, 4, 3, 3, 3, 0, 0, 0, 0, 1, 1, 1))
+        mod.conv2d(x, w, None, np.empty((1, 3, 2, 2), np.float32), np.empty(4, np.float32),
+                   (1, 2, 4, 4, 3, 3, 3, 0, 0, 0, 0, 1, 1, 1))
 
 
 @pytest.mark.parametrize("how", ["env", "no compiler", "compile error"])

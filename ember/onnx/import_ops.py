@@ -533,10 +533,9 @@ def _conv(n):
     if nd == 1:
         x, w, strides, dil, p = x.unsqueeze(2), w.unsqueeze(2), [1] + strides, [1] + dil, [0] + p
     _as_2d(n, x, 2 if nd == 1 else nd)
-    y = conv2d_(x, w, stride=tuple(strides), padding=tuple(p), dilation=tuple(dil), groups=n.attr("group", 1))
-    if nd == 1:
-        y = y.squeeze(2)
-    return y if b is None else y + _channel(b, y.ndim)
+    y = conv2d_(*((x, w) if b is None else (x, w, b)), stride=tuple(strides), padding=tuple(p),
+                dilation=tuple(dil), groups=n.attr("group", 1))
+    return y.squeeze(2) if nd == 1 else y
 
 
 @op("ConvTranspose")

@@ -38,7 +38,7 @@ def pool_out_size(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> in
     return o
 
 
-def _conv_shape(xs, ws, *, stride, padding, dilation, groups):
+def _conv_shape(xs, ws, bs=None, *, stride, padding, dilation, groups):
     return (xs[0], ws[0]) + tuple(conv_out_size(xs[2 + i], ws[2 + i], stride[i], padding[i], dilation[i])
                                   for i in range(2))
 
@@ -48,7 +48,7 @@ def _transpose_out(ys, ws, stride, padding, output_padding, dilation):
                  + output_padding[i] + 1 for i in range(2))
 
 
-def _convt_shape(ys, ws, *, stride, padding, output_padding, dilation, groups):
+def _convt_shape(ys, ws, bs=None, *, stride, padding, output_padding, dilation, groups):
     return (ys[0], ws[1] * groups) + _transpose_out(ys, ws, stride, padding, output_padding, dilation)
 
 
@@ -151,52 +151,60 @@ def _im2col_batched(xp, xp_, kh, kw, Ho, Wo, stride, dilation):
 # The NumPy path stays for other strides and dtypes, CuPy, and machines without a C compiler.
 
 def _native(xp, *arrays):
-    """The native conv module when it applies to these arrays, else None."""
-    if xp is not np or any(a.dtype != np.float32 for a in arrays):
+    """The native conv module when it applies to these arrays (None entries: no bias), else None."""
+    if xp is not np or any(a is not None and a.dtype != np.float32 for a in arrays):
         return None
     return native.module("conv2d")
 
 
-def _native_run(mod, fn, a, b, out, geometry, wgrad: bool):
+def _native_run(mod, fn, a, b, bias, out, geometry, wgrad: bool):
     ws = _workspace(np, mod.workspace(wgrad, geometry), np.float32)
-    fn(np.ascontiguousarray(a), np.ascontiguousarray(b), out, ws, geometry)
+    fn(np.ascontiguousarray(a), np.ascontiguousarray(b), None if bias is None else np.ascontiguousarray(bias),
+       out, ws, geometry)
     return out
 
 
-def _native_conv(mod, x, w, pads, dilation, groups):
-    """conv2d with stride 1 and (top, bottom, left, right) zero padding."""
+def _native_conv(mod, x, w, bias, pads, dilation, groups):
+    """conv2d with stride 1, (top, bottom, left, right) zero padding and an optional bias."""
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape
     Ho, Wo = H + pads[0] + pads[1] - dilation[0] * (kh - 1), W + pads[2] + pads[3] - dilation[1] * (kw - 1)
     out = np.empty((N, O, Ho, Wo), np.float32)
-    return _native_run(mod, mod.conv2d, x, w, out, (N, C, H, W, O, kh, kw, *pads, *dilation, groups), False)
+    return _native_run(mod, mod.conv2d, x, w, bias, out, (N, C, H, W, O, kh, kw, *pads, *dilation, groups), False)
+
+
+def _plus_bias(out, b):
+    """The NumPy/CuPy kernels add the bias in place to their fresh output (one pass, no copy)."""
+    if b is not None:
+        out += b.reshape(1, -1, 1, 1)
+    return out
 
 
 # -- conv kernels --------------------------------------------------------------------------------
 
 def _conv2d_kernel(xp):
-    def conv2d(x, w, stride, padding, dilation, groups):
+    def conv2d(x, w, b=None, *, stride, padding, dilation, groups):
         N = x.shape[0]
         O, Cg, kh, kw = w.shape
         Ho, Wo = _conv_shape(x.shape, w.shape, stride=stride, padding=padding, dilation=dilation,
                              groups=groups)[2:]
         ph, pw = padding
-        mod = _native(xp, x, w) if stride == (1, 1) else None
+        mod = _native(xp, x, w, b) if stride == (1, 1) else None
         if mod is not None:
-            return _native_conv(mod, x, w, (ph, ph, pw, pw), dilation, groups)
+            return _native_conv(mod, x, w, b, (ph, ph, pw, pw), dilation, groups)
         xp_ = _pad2(xp, x, ph, ph, pw, pw)
         if groups == 1 and Cg * kh * kw < _BATCHED_K:
             cols = _im2col_batched(xp, xp_, kh, kw, Ho, Wo, stride, dilation)
-            return xp.matmul(w.reshape(O, Cg * kh * kw), cols).reshape(N, O, Ho, Wo)
+            return _plus_bias(xp.matmul(w.reshape(O, Cg * kh * kw), cols).reshape(N, O, Ho, Wo), b)
         cols = _im2col(xp, xp_, kh, kw, Ho, Wo, stride, dilation)
         out = xp.matmul(_grouped(w.reshape(O, Cg * kh * kw), groups), _grouped(cols, groups))
         # (O, N, Ho, Wo) -> NCHW: one transposing copy of the output, cheaper than N small GEMMs
-        return xp.ascontiguousarray(out.reshape(O, N, Ho, Wo).transpose(1, 0, 2, 3))
+        return _plus_bias(xp.ascontiguousarray(out.reshape(O, N, Ho, Wo).transpose(1, 0, 2, 3)), b)
     return conv2d
 
 
 def _conv2d_weight_grad_kernel(xp):
-    def conv2d_weight_grad(x, g, kernel, stride, padding, dilation, groups):
+    def conv2d_weight_grad(x, g, *, kernel, stride, padding, dilation, groups):
         N, O, Ho, Wo = g.shape
         C = x.shape[1]
         kh, kw = kernel
@@ -205,7 +213,7 @@ def _conv2d_weight_grad_kernel(xp):
         if mod is not None:
             out = np.empty((O, C // groups, kh, kw), np.float32)
             geometry = (N, C) + tuple(x.shape[2:]) + (O, kh, kw, ph, ph, pw, pw, *dilation, groups)
-            return _native_run(mod, mod.conv2d_wgrad, x, g, out, geometry, True)
+            return _native_run(mod, mod.conv2d_wgrad, x, g, None, out, geometry, True)
         xp_ = _pad2(xp, x, ph, ph, pw, pw)
         if groups == 1 and C * kh * kw < _BATCHED_K:
             cols = _im2col_batched(xp, xp_, kh, kw, Ho, Wo, stride, dilation)
@@ -221,18 +229,18 @@ def _conv2d_weight_grad_kernel(xp):
 def _conv_transpose2d_kernel(xp):
     conv2d = _conv2d_kernel(xp)
 
-    def conv_transpose2d(y, w, stride, padding, output_padding, dilation, groups):
+    def conv_transpose2d(y, w, b=None, *, stride, padding, output_padding, dilation, groups):
         N, Cin, Hy, Wy = y.shape
         _, Coutg, kh, kw = w.shape
         Cout = Coutg * groups
         H, W = _transpose_out(y.shape, w.shape, stride, padding, output_padding, dilation)
         reach = (dilation[0] * (kh - 1), dilation[1] * (kw - 1))
         direct = stride == (1, 1) and padding[0] <= reach[0] and padding[1] <= reach[1]
-        mod = _native(xp, y, w) if direct else None
+        mod = _native(xp, y, w, b) if direct else None
         if mod is not None:  # the same flipped-kernel convolution, padding done by the kernel
             top, left = reach[0] - padding[0], reach[1] - padding[1]
             wf = w.reshape(groups, Cin // groups, Coutg, kh, kw).swapaxes(1, 2)[..., ::-1, ::-1]
-            return _native_conv(mod, y, wf.reshape(Cout, Cin // groups, kh, kw),
+            return _native_conv(mod, y, wf.reshape(Cout, Cin // groups, kh, kw), b,
                                 (top, top + output_padding[0], left, left + output_padding[1]), dilation, groups)
         if direct and Cin * H * W <= 2 * Cout * Hy * Wy:
             # Stride 1: a plain convolution of the padded input with the flipped, channel-swapped
@@ -242,8 +250,8 @@ def _conv_transpose2d_kernel(xp):
             top, left = reach[0] - padding[0], reach[1] - padding[1]
             yp = _pad2(xp, y, top, top + output_padding[0], left, left + output_padding[1])
             wf = w.reshape(groups, Cin // groups, Coutg, kh, kw).swapaxes(1, 2)[..., ::-1, ::-1]
-            return conv2d(yp, xp.ascontiguousarray(wf).reshape(Cout, Cin // groups, kh, kw),
-                          (1, 1), (0, 0), dilation, groups)
+            return conv2d(yp, xp.ascontiguousarray(wf).reshape(Cout, Cin // groups, kh, kw), b,
+                          stride=(1, 1), padding=(0, 0), dilation=dilation, groups=groups)
         # General: columns = W^T y (one GEMM), then col2im as kh*kw shifted adds.
         wr = _grouped(w.reshape(Cin, Coutg * kh * kw), groups).swapaxes(-1, -2)
         Hb = (Hy - 1) * stride[0] + reach[0] + 1 + output_padding[0]
@@ -264,7 +272,7 @@ def _conv_transpose2d_kernel(xp):
                     off = i * dilation[0] * Wb + j * dilation[1]
                     big[:, :, off:off + L] += cols[:, i, j]
             big = big.reshape(Cout, N, Hb, Wb)
-            return xp.ascontiguousarray(big[:, :, ph:ph + H, pw:pw + W].transpose(1, 0, 2, 3))
+            return _plus_bias(xp.ascontiguousarray(big[:, :, ph:ph + H, pw:pw + W].transpose(1, 0, 2, 3)), b)
         yr = xp.ascontiguousarray(y.transpose(1, 0, 2, 3)).reshape(Cin, N * Hy * Wy)
         cols = _workspace(xp, Cout * kh * kw * N * Hy * Wy, y.dtype)
         cols = cols.reshape(groups, Coutg * kh * kw, N * Hy * Wy) if groups > 1 else \
@@ -276,7 +284,7 @@ def _conv_transpose2d_kernel(xp):
             for j in range(kw):
                 big[:, :, i * dilation[0]:i * dilation[0] + (Hy - 1) * stride[0] + 1:stride[0],
                     j * dilation[1]:j * dilation[1] + (Wy - 1) * stride[1] + 1:stride[1]] += cols[:, i, j]
-        return xp.ascontiguousarray(big[:, :, ph:ph + H, pw:pw + W].transpose(1, 0, 2, 3))
+        return _plus_bias(xp.ascontiguousarray(big[:, :, ph:ph + H, pw:pw + W].transpose(1, 0, 2, 3)), b)
     return conv_transpose2d
 
 
@@ -288,9 +296,15 @@ def _output_padding(in_hw, out_hw, kernel, stride, padding, dilation):
                  for i in range(2))
 
 
-def _conv2d_vjp(g, out, x, w, *, stride, padding, dilation, groups):
+def _bias_grad(g, b):
+    return g.sum((0, 2, 3)) if b is not None and b.requires_grad else None
+
+
+def _conv2d_vjp(g, out, x, w, b=None, *, stride, padding, dilation, groups):
     kernel = tuple(w.shape[2:])
     gx = gw = None
+    if x.requires_grad and w.requires_grad:
+        g = g.contiguous()  # both kernels need it dense: one copy of a broadcast gradient, not two
     if x.requires_grad:
         op = _output_padding(x.shape[2:], g.shape[2:], kernel, stride, padding, dilation)
         gx = conv_transpose2d_(g, w, stride=stride, padding=padding, output_padding=op,
@@ -298,10 +312,10 @@ def _conv2d_vjp(g, out, x, w, *, stride, padding, dilation, groups):
     if w.requires_grad:
         gw = conv2d_weight_grad_(x, g, kernel=kernel, stride=stride, padding=padding,
                                  dilation=dilation, groups=groups)
-    return gx, gw
+    return (gx, gw) if b is None else (gx, gw, _bias_grad(g, b))
 
 
-def _conv_transpose2d_vjp(g, out, y, w, *, stride, padding, output_padding, dilation, groups):
+def _conv_transpose2d_vjp(g, out, y, w, b=None, *, stride, padding, output_padding, dilation, groups):
     gy = gw = None
     if y.requires_grad:
         gy = conv2d_(g, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
@@ -310,7 +324,7 @@ def _conv_transpose2d_vjp(g, out, y, w, *, stride, padding, output_padding, dila
     if w.requires_grad:
         gw = conv2d_weight_grad_(g, y, kernel=tuple(w.shape[2:]), stride=stride, padding=padding,
                                  dilation=dilation, groups=groups)
-    return gy, gw
+    return (gy, gw) if b is None else (gy, gw, _bias_grad(g, b))
 
 
 def _conv2d_weight_grad_vjp(v, out, x, g, *, kernel, stride, padding, dilation, groups):
@@ -325,15 +339,15 @@ def _conv2d_weight_grad_vjp(v, out, x, g, *, kernel, stride, padding, dilation, 
     return gx, gg
 
 
-def _same_dtype(da, db, **params):
+def _same_dtype(da, db, dc=None, **params):
     return da
 
 
 conv2d_ = Op("conv2d", _conv2d_kernel, vjp=_conv2d_vjp, shape=_conv_shape, dtype=_same_dtype,
-             onnx="Conv", doc="2-D cross-correlation, NCHW input, (O, C/groups, kh, kw) weight.")
+             onnx="Conv", doc="2-D cross-correlation, NCHW input, (O, C/groups, kh, kw) weight, optional (O,) bias.")
 conv_transpose2d_ = Op("conv_transpose2d", _conv_transpose2d_kernel, vjp=_conv_transpose2d_vjp,
                        shape=_convt_shape, dtype=_same_dtype, onnx="ConvTranspose",
-                       doc="The adjoint of conv2d in its input; weight (Cin, Cout/groups, kh, kw).")
+                       doc="The adjoint of conv2d in its input; weight (Cin, Cout/groups, kh, kw), optional bias.")
 conv2d_weight_grad_ = Op(
     "conv2d_weight_grad", _conv2d_weight_grad_kernel, vjp=_conv2d_weight_grad_vjp, dtype=_same_dtype,
     shape=lambda xs, gs, *, kernel, groups, **p: (gs[1], xs[1] // groups) + tuple(kernel),

@@ -129,6 +129,15 @@ def _case_convt(name, ys, ws, p):
                 torch=(lambda y, w, p=p: TF.conv_transpose2d(y, w, **p)) if torch else None, name=name)
 
 
+def _case_bias(op, numpy_fn, torch_fn, name, xs, ws, p, out_channels):
+    """The op with its optional (O,) bias input: the reference adds it per output channel."""
+    return Case(op, lambda x, w, b, p=p: getattr(C, op + "_")(x, w, b, **p),
+                lambda rng, xs=xs, ws=ws: (rng.standard_normal(xs), rng.standard_normal(ws),
+                                           rng.standard_normal(out_channels)),
+                numpy=lambda x, w, b, p=p: numpy_fn(x, w, p) + b.reshape(1, -1, 1, 1),
+                torch=(lambda x, w, b, p=p: torch_fn(x, w, b, **p)) if torch else None, name=name + "-bias")
+
+
 def _case_pool(name, xs, k, s, pd, d, ceil):
     mp = dict(kernel=k, stride=s, padding=pd, dilation=d, ceil_mode=ceil)
     ap = dict(kernel=k, stride=s, padding=pd, ceil_mode=ceil, count_include_pad=name != "overlap-pad")
@@ -180,5 +189,12 @@ CASES = []
 for _c in CONV:
     CASES += _case_conv(*_c)
 CASES += [_case_convt(*_c) for _c in CONVT]
+CASES += [
+    _case_bias("conv2d", lambda x, w, p: conv_np(x, w, p["stride"], p["padding"], p["dilation"], p["groups"]),
+               TF.conv2d if torch else None, *CONV[2], out_channels=CONV[2][2][0]),
+    _case_bias("conv_transpose2d", lambda y, w, p: conv_transpose_np(y, w, p["stride"], p["padding"], p["output_padding"],
+                                                                       p["dilation"], p["groups"]),
+               TF.conv_transpose2d if torch else None, *CONVT[3], out_channels=CONVT[3][2][1] * CONVT[3][3]["groups"]),
+]
 for _c in POOL:
     CASES += _case_pool(*_c)

@@ -42,10 +42,14 @@ def _check(op: str, x: Tensor, w: Tensor, bias, groups: int, transposed: bool = 
     out_c = w.shape[1] * groups if transposed else w.shape[0]
     if bias is not None and tuple(bias.shape) != (out_c,):
         raise ShapeError(f"{op}: bias must have shape ({out_c},), got {tuple(bias.shape)}")
+    if bias is not None and bias.dtype is not x.dtype:
+        raise DTypeError(f"{op}: bias has dtype {bias.dtype.name} but the input {x.dtype.name}; "
+                         f"convert with .to({x.dtype.name})")
 
 
-def _add_bias(out: Tensor, bias) -> Tensor:
-    return out if bias is None else out + bias.reshape(1, -1, 1, 1)
+def _with_bias(x, w, bias) -> tuple:
+    """The primitives' tensor inputs: the bias is the third when there is one."""
+    return (x, w) if bias is None else (x, w, bias)
 
 
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
@@ -65,7 +69,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     if any(x.shape[2 + i] + 2 * padding[i] < k_eff[i] for i in range(2)):
         raise ShapeError(f"conv2d: the input of shape {tuple(input.shape)} padded by {padding} is smaller "
                          f"than the (dilated) kernel {tuple(k_eff)}; pad more or use a smaller kernel")
-    return _add_bias(conv2d_(x, weight, stride=stride, padding=padding, dilation=dilation, groups=groups), bias)
+    return conv2d_(*_with_bias(x, weight, bias), stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
 def _string_padding(x: Tensor, mode: str, kernel, stride, dilation, op: str):
@@ -129,6 +133,5 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
     hw = _transpose_out(input.shape, weight.shape, stride, padding, output_padding, dilation)
     if min(hw) <= 0:
         raise ShapeError(f"{op}: padding {padding} leaves an empty output {hw} for input {tuple(input.shape)}")
-    out = conv_transpose2d_(input, weight, stride=stride, padding=padding, output_padding=output_padding,
-                            dilation=dilation, groups=groups)
-    return _add_bias(out, bias)
+    return conv_transpose2d_(*_with_bias(input, weight, bias), stride=stride, padding=padding,
+                             output_padding=output_padding, dilation=dilation, groups=groups)

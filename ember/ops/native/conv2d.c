@@ -35,7 +35,7 @@
 #define NREG 16
 #endif
 /* forward tile: OB output channels x PB vectors of positions in registers */
-#define PB 3
+#define PB 3 /* the tiling below assumes 3 */
 #ifndef OB
 #define OB ((NREG - 8) / PB)
 #endif
@@ -90,12 +90,13 @@ static void pad_plane(const geom* q, const float* src, float* dst) {
 
 /* npb (<= PB) vectors of positions from p0, OB output channels, channels [0, C) of one image. */
 AI void fwd_tile(const float* restrict xb, const float* restrict wb, const int* restrict off, long C,
-                 long K, long Sp, float* restrict tile, long Lpad, long p0, int add, const int npb) {
-    vf acc[OB][PB];
+                 long K, long Sp, float* restrict tile, long Lpad, long p0, const float* restrict init,
+                 const int npb) {
+    vf acc[OB][PB]; /* starts from the tile (later channel chunks) or the OB bias values */
 #pragma GCC unroll 16
     for (int o = 0; o < OB; o++)
 #pragma GCC unroll 4
-        for (int v = 0; v < npb; v++) acc[o][v] = add ? LOADU(tile + o * Lpad + p0 + v * VL) : (vf){0};
+        for (int v = 0; v < npb; v++) acc[o][v] = init ? (vf){0} + init[o] : LOADU(tile + o * Lpad + p0 + v * VL);
     for (long c = 0; c < C; c++) {
         const float* xc = xb + c * Sp + p0;
         const float* wc = wb + c * K * OB;
@@ -119,14 +120,15 @@ AI void fwd_tile(const float* restrict xb, const float* restrict wb, const int* 
         for (int v = 0; v < npb; v++) STOREU(tile + o * Lpad + p0 + v * VL, acc[o][v]);
 }
 
-/* x (N,C,H,W), w (O,Cg,kh,kw) -> y (N,O,Ho,Wo). ws holds N*C*Sp floats (the padded input)
- * then the packed weights [G][OBn][Cg][K][OB] (zero rows past Og). Returns 0, or -1 when a
+/* x (N,C,H,W), w (O,Cg,kh,kw), b (O) or NULL -> y (N,O,Ho,Wo). ws holds N*C*Sp floats (the
+ * padded input), the packed weights [G][OBn][Cg][K][OB] (zero rows past Og), then the bias
+ * in the same blocks [G][OBn][OB]. Returns 0, or -1 when a
  * thread's output tile could not be allocated. */
-static int conv2d_fwd(geom* q, const float* x, const float* w, float* y, float* ws) {
+static int conv2d_fwd(geom* q, const float* x, const float* w, const float* b, float* y, float* ws) {
     const long OBn = (q->Og + OB - 1) / OB, planes = q->N * q->C;
     float* xp = ws;
     float* wp = ws + planes * q->Sp;
-    const long wsize = q->G * OBn * q->Cg * q->K * OB;
+    float* bp = wp + q->G * OBn * q->Cg * q->K * OB;
     const long tasks = q->N * q->G * OBn;
     /* per channel, one tile reads PB*VL floats plus the kernel's reach, and K*OB weights */
     const long per_c = (PB * VL + q->off[q->K - 1] + q->K * OB) * (long)sizeof(float);
@@ -134,32 +136,48 @@ static int conv2d_fwd(geom* q, const float* x, const float* w, float* y, float* 
     int failed = 0;
 #pragma omp parallel if (planes * q->Sp > 4096)
     {
-#pragma omp for schedule(static)
-        for (long t = 0; t < planes; t++) pad_plane(q, x + t * q->H * q->W, xp + t * q->Sp);
-#pragma omp for schedule(static)
-        for (long i = 0; i < wsize; i++) { /* i = (((g*OBn + ob)*Cg + c)*K + k)*OB + o */
-            const long o = i % OB, k = (i / OB) % q->K, c = (i / (OB * q->K)) % q->Cg;
-            const long gob = i / (OB * q->K * q->Cg), g = gob / OBn, oo = (gob % OBn) * OB + o;
-            wp[i] = oo < q->Og ? w[((g * q->Og + oo) * q->Cg + c) * q->K + k] : 0.0f;
-        }
         float* tile = malloc(sizeof(float) * OB * q->Lpad);
         if (!tile) {
 #pragma omp atomic write
             failed = 1;
         }
+        /* one pass (one barrier) pads the input planes and packs the weight blocks */
 #pragma omp for schedule(static)
+        for (long t = 0; t < planes + q->G * OBn; t++) {
+            if (t < planes) {
+                pad_plane(q, x + t * q->H * q->W, xp + t * q->Sp);
+                continue;
+            }
+            const long gob = t - planes, g = gob / OBn, ob = gob % OBn;
+            for (long o = 0; o < OB; o++) /* the block's bias, zero past Og or without a bias */
+                bp[gob * OB + o] = b && ob * OB + o < q->Og ? b[g * q->Og + ob * OB + o] : 0.0f;
+            float* dst = wp + gob * q->Cg * q->K * OB; /* [Cg][K][OB] */
+            for (long c = 0; c < q->Cg; c++)
+                for (long k = 0; k < q->K; k++)
+                    for (long o = 0; o < OB; o++) {
+                        const long oo = ob * OB + o;
+                        dst[(c * q->K + k) * OB + o] = oo < q->Og ? w[((g * q->Og + oo) * q->Cg + c) * q->K + k] : 0.0f;
+                    }
+        }
+        /* dynamic: on a busy machine a descheduled thread's share is taken by the other */
+#pragma omp for schedule(dynamic, 1)
         for (long t = 0; t < tasks; t++) {
             if (!tile) continue;
             const long n = t / (q->G * OBn), g = (t / OBn) % q->G, ob = t % OBn;
             const float* xb = xp + (n * q->C + g * q->Cg) * q->Sp;
             const float* wb = wp + (g * OBn + ob) * q->Cg * q->K * OB;
+            const float* bias = bp + (g * OBn + ob) * OB;
             for (long c0 = 0; c0 < q->Cg; c0 += cb) { /* channel chunks: a tile's reads stay in L1 */
                 const long nc = c0 + cb < q->Cg ? cb : q->Cg - c0;
                 const float* xc = xb + c0 * q->Sp;
                 const float* wc = wb + c0 * q->K * OB;
+                const float* init = c0 == 0 ? bias : NULL;
+                /* tiles of 3 vectors, ending 3+1 as 2+2: a 1-vector tile is load-bound */
+                const long n3 = q->NV % 3 == 1 && q->NV > 3 ? q->NV / 3 - 1 : q->NV / 3;
                 long v = 0;
-                for (; v + PB <= q->NV; v += PB) fwd_tile(xc, wc, q->off, nc, q->K, q->Sp, tile, q->Lpad, v * VL, c0 > 0, PB);
-                for (; v < q->NV; v++) fwd_tile(xc, wc, q->off, nc, q->K, q->Sp, tile, q->Lpad, v * VL, c0 > 0, 1);
+                for (; v < 3 * n3; v += 3) fwd_tile(xc, wc, q->off, nc, q->K, q->Sp, tile, q->Lpad, v * VL, init, 3);
+                for (; v + 2 <= q->NV; v += 2) fwd_tile(xc, wc, q->off, nc, q->K, q->Sp, tile, q->Lpad, v * VL, init, 2);
+                if (v < q->NV) fwd_tile(xc, wc, q->off, nc, q->K, q->Sp, tile, q->Lpad, v * VL, init, 1);
             }
             const long oe = q->Og - ob * OB < OB ? q->Og - ob * OB : OB;
             for (long o = 0; o < oe; o++) { /* drop the gap columns */
@@ -223,43 +241,80 @@ static void wg_tile(const geom* q, const float* restrict xp, const float* restri
         for (int v = 0; v < WV; v++) STOREU(dst + j * Opv + v * VL, acc[v][j]);
 }
 
+/* How the weight gradient's work is split. A task is (image split, group, o-block, run of
+ * q-blocks); it sums its images in passes sized so one o-block of gT stays in L2 while each
+ * q-block of the run reads it. With few (group, o-block, q-block) tiles the images are split
+ * too, into partial sums added at the end. The split depends only on the geometry, so results
+ * do not depend on the number of threads. */
+typedef struct {
+    long Opv, OBn, HW, nq, QBn, nqp, QG, QGn, S, tasks, nchunk;
+} wsplit;
+
+static wsplit wg_split(const geom* q) {
+    wsplit s;
+    s.Opv = (q->Og + WO - 1) / WO * WO;
+    s.OBn = s.Opv / WO;
+    s.HW = q->Ho * q->Wo;
+    s.nq = q->Cg * q->K;
+    s.QBn = (s.nq + WJ - 1) / WJ;
+    s.nqp = s.QBn * WJ;
+    const long tiles = q->G * s.OBn * s.QBn;
+    s.S = tiles >= 8 ? 1 : (q->N < 4 ? q->N : 4);
+    long groups = (8 + q->G * s.OBn * s.S - 1) / (q->G * s.OBn * s.S); /* aim for >= 8 tasks */
+    if (groups > s.QBn) groups = s.QBn;
+    s.QG = (s.QBn + groups - 1) / groups;
+    s.QGn = (s.QBn + s.QG - 1) / s.QG;
+    s.tasks = s.S * q->G * s.OBn * s.QGn;
+    s.nchunk = L2_BYTES / (s.HW * WO * (long)sizeof(float));
+    if (s.nchunk < 1) s.nchunk = 1;
+    return s;
+}
+
 /* x (N,C,H,W), g (N,O,Ho,Wo) -> gw (O,Cg,kh,kw). ws holds N*C*Sp floats (padded input), then
- * gT [N][G][Ho*Wo][Opv] (zero columns past Og), then gwT [G][nqp][Opv]. */
+ * gT [N][G][Ho*Wo][Opv] (zero columns past Og), then S partial sums gwT [G][nqp][Opv]. */
 static int conv2d_wgrad(geom* q, const float* x, const float* g_, float* gw, float* ws) {
-    const long Opv = (q->Og + WO - 1) / WO * WO, OBn = Opv / WO, HW = q->Ho * q->Wo;
-    const long nq = q->Cg * q->K, QBn = (nq + WJ - 1) / WJ, nqp = QBn * WJ, planes = q->N * q->C;
+    const wsplit s = wg_split(q);
+    const long planes = q->N * q->C, part = q->G * s.nqp * s.Opv;
     float* xp = ws;
     float* gT = xp + planes * q->Sp;
-    float* gwT = gT + q->N * q->G * HW * Opv;
-    const long tasks = q->G * OBn * QBn;
-    /* images per pass: one o-block of gT for the pass stays in L2 while every pair block reads it */
-    long nchunk = L2_BYTES / (HW * WO * (long)sizeof(float));
-    if (nchunk < 1) nchunk = 1;
+    float* gwT = gT + q->N * q->G * s.HW * s.Opv;
 #pragma omp parallel if (planes * q->Sp > 4096)
     {
+        /* one pass pads the input planes, transposes g to (HW, Opv) per image and group, and
+         * zeroes the partial sums */
 #pragma omp for schedule(static)
-        for (long t = 0; t < planes; t++) pad_plane(q, x + t * q->H * q->W, xp + t * q->Sp);
-#pragma omp for schedule(static)
-        for (long t = 0; t < q->N * q->G; t++) { /* (O, HW) -> (HW, Opv) per image and group */
-            float* dst = gT + t * HW * Opv;
-            const float* src = g_ + t * q->Og * HW;
-            for (long p = 0; p < HW; p++) {
-                for (long o = 0; o < q->Og; o++) dst[p * Opv + o] = src[o * HW + p];
-                for (long o = q->Og; o < Opv; o++) dst[p * Opv + o] = 0.0f;
+        for (long t = 0; t < planes + q->N * q->G + s.S; t++) {
+            if (t < planes) {
+                pad_plane(q, x + t * q->H * q->W, xp + t * q->Sp);
+            } else if (t < planes + q->N * q->G) {
+                const long ng = t - planes;
+                float* dst = gT + ng * s.HW * s.Opv;
+                const float* src = g_ + ng * q->Og * s.HW;
+                for (long p = 0; p < s.HW; p++) {
+                    for (long o = 0; o < q->Og; o++) dst[p * s.Opv + o] = src[o * s.HW + p];
+                    for (long o = q->Og; o < s.Opv; o++) dst[p * s.Opv + o] = 0.0f;
+                }
+            } else {
+                memset(gwT + (t - planes - q->N * q->G) * part, 0, sizeof(float) * part);
             }
         }
-#pragma omp for schedule(static)
-        for (long i = 0; i < q->G * nqp * Opv; i++) gwT[i] = 0.0f;
-        for (long n0 = 0; n0 < q->N; n0 += nchunk) {
-            const long n1 = n0 + nchunk < q->N ? n0 + nchunk : q->N;
-#pragma omp for schedule(static)
-            for (long t = 0; t < tasks; t++) /* t = (g*OBn + ob)*QBn + qb: a thread keeps its o-blocks */
-                wg_tile(q, xp, gT, Opv, n0, n1, t / (OBn * QBn), (t / QBn) % OBn, t % QBn, gwT);
+#pragma omp for schedule(dynamic, 1)
+        for (long t = 0; t < s.tasks; t++) { /* t = ((sp*G + g)*OBn + ob)*QGn + qg */
+            const long qg = t % s.QGn, ob = (t / s.QGn) % s.OBn, g = (t / (s.QGn * s.OBn)) % q->G;
+            const long sp = t / (s.QGn * s.OBn * q->G);
+            const long na = q->N * sp / s.S, nb = q->N * (sp + 1) / s.S;
+            const long qe = (qg + 1) * s.QG < s.QBn ? (qg + 1) * s.QG : s.QBn;
+            for (long n0 = na; n0 < nb; n0 += s.nchunk)
+                for (long qb = qg * s.QG; qb < qe; qb++)
+                    wg_tile(q, xp, gT, s.Opv, n0, n0 + s.nchunk < nb ? n0 + s.nchunk : nb, g, ob, qb, gwT + sp * part);
         }
 #pragma omp for schedule(static)
-        for (long i = 0; i < q->O * nq; i++) { /* gw[(g*Og + o)][qq] = gwT[g][qq][o] */
-            const long go = i / nq, qq = i % nq;
-            gw[i] = gwT[((go / q->Og) * nqp + qq) * Opv + go % q->Og];
+        for (long i = 0; i < q->O * s.nq; i++) { /* gw[(g*Og + o)][qq] = sum over splits of gwT[g][qq][o] */
+            const long go = i / s.nq, qq = i % s.nq;
+            const float* src = gwT + ((go / q->Og) * s.nqp + qq) * s.Opv + go % q->Og;
+            float sum = 0.0f;
+            for (long sp = 0; sp < s.S; sp++) sum += src[sp * part];
+            gw[i] = sum;
         }
     }
     return 0;
@@ -268,12 +323,12 @@ static int conv2d_wgrad(geom* q, const float* x, const float* g_, float* gw, flo
 /* ---- Python bindings ---------------------------------------------------------------------- */
 
 static long wgrad_ws(const geom* q) {
-    const long Opv = (q->Og + WO - 1) / WO * WO, nqp = (q->Cg * q->K + WJ - 1) / WJ * WJ;
-    return q->N * q->C * q->Sp + q->N * q->G * q->Ho * q->Wo * Opv + q->G * nqp * Opv;
+    const wsplit s = wg_split(q);
+    return q->N * q->C * q->Sp + q->N * q->G * s.HW * s.Opv + s.S * q->G * s.nqp * s.Opv;
 }
 
 static long fwd_ws(const geom* q) {
-    return q->N * q->C * q->Sp + q->G * ((q->Og + OB - 1) / OB) * q->Cg * q->K * OB;
+    return q->N * q->C * q->Sp + q->G * ((q->Og + OB - 1) / OB) * (q->Cg * q->K + 1) * OB;
 }
 
 #define GEOM_FMT "(llllllllllllll)"
@@ -295,14 +350,19 @@ static PyObject* py_workspace(PyObject* self, PyObject* args) {
     return PyLong_FromLong(wgrad ? wgrad_ws(&q) : fwd_ws(&q));
 }
 
-/* (a, b, out, workspace, geometry); every array C-contiguous float32, sizes checked by the
- * caller (ember.ops.conv) except the workspace's. The GIL is released while it runs. */
+/* (a, b, bias or None, out, workspace, geometry); every array C-contiguous float32, sizes
+ * checked by the caller (ember.ops.conv) except the workspace's; conv2d_wgrad takes no bias.
+ * The GIL is released while it runs. */
 static PyObject* run(PyObject* args, int wgrad) {
-    Py_buffer a, b, out, ws;
+    Py_buffer a, b, bias = {0}, out, ws;
+    PyObject* biaso;
     geom q;
-    if (!PyArg_ParseTuple(args, "y*y*w*w*" GEOM_FMT, &a, &b, &out, &ws, GEOM_ARGS(q))) return NULL;
+    if (!PyArg_ParseTuple(args, "y*y*Ow*w*" GEOM_FMT, &a, &b, &biaso, &out, &ws, GEOM_ARGS(q))) return NULL;
     PyObject* ret = NULL;
-    if (geom_parse(&q) == 0) {
+    if (biaso != Py_None && (wgrad || PyObject_GetBuffer(biaso, &bias, PyBUF_C_CONTIGUOUS) < 0 ||
+                             bias.len != q.O * (long)sizeof(float))) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "conv2d native kernel: bias must be O float32 values");
+    } else if (geom_parse(&q) == 0) {
         const long need = wgrad ? wgrad_ws(&q) : fwd_ws(&q);
         if (ws.len < need * (long)sizeof(float)) {
             PyErr_Format(PyExc_ValueError, "conv2d native kernel: workspace of %zd bytes, need %ld", ws.len,
@@ -310,7 +370,8 @@ static PyObject* run(PyObject* args, int wgrad) {
         } else {
             int rc;
             Py_BEGIN_ALLOW_THREADS
-            rc = wgrad ? conv2d_wgrad(&q, a.buf, b.buf, out.buf, ws.buf) : conv2d_fwd(&q, a.buf, b.buf, out.buf, ws.buf);
+            rc = wgrad ? conv2d_wgrad(&q, a.buf, b.buf, out.buf, ws.buf)
+                       : conv2d_fwd(&q, a.buf, b.buf, bias.buf, out.buf, ws.buf);
             Py_END_ALLOW_THREADS
             if (rc == 0) {
                 ret = Py_None;
@@ -320,6 +381,7 @@ static PyObject* run(PyObject* args, int wgrad) {
             }
         }
     }
+    if (bias.buf) PyBuffer_Release(&bias);
     PyBuffer_Release(&a);
     PyBuffer_Release(&b);
     PyBuffer_Release(&out);
@@ -332,8 +394,8 @@ static PyObject* py_conv2d_wgrad(PyObject* self, PyObject* args) { return run(ar
 
 static PyMethodDef methods[] = {
     {"workspace", py_workspace, METH_VARARGS, "workspace(wgrad, geometry) -> float32 elements"},
-    {"conv2d", py_conv2d, METH_VARARGS, "conv2d(x, w, y, workspace, geometry)"},
-    {"conv2d_wgrad", py_conv2d_wgrad, METH_VARARGS, "conv2d_wgrad(x, g, gw, workspace, geometry)"},
+    {"conv2d", py_conv2d, METH_VARARGS, "conv2d(x, w, bias or None, y, workspace, geometry)"},
+    {"conv2d_wgrad", py_conv2d_wgrad, METH_VARARGS, "conv2d_wgrad(x, g, None, gw, workspace, geometry)"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "EMBER_MODULE_NAME", NULL, -1, methods};
