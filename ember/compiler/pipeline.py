@@ -10,8 +10,8 @@ from .graph import Graph
 from .plan import liveness
 from . import cache, runtime
 from .codegen import c as cgen
-from .codegen import pool
-from .passes import layout, rewrite, simplify, stable
+from .codegen import pool, scatter
+from .passes import layout, rewrite, simplify, slices, stable
 from .passes.cse import cse
 from .passes.dce import dce
 from .passes.fold import fold
@@ -35,6 +35,7 @@ PASSES: list = [
     ("cse", cse),
     ("simplify", _rules(simplify.RULES)),
     ("layout", _rules(layout.RULES)),
+    ("slices", _rules(slices.RULES)),
     ("dce", dce),
 ]
 
@@ -72,13 +73,16 @@ def has_compiler() -> bool:
     return False
 
 
+# Ops that get a native kernel of their own: (supported(node), render(name, node), op class).
+NATIVES = [(pool.supported, pool.render, pool.Native),
+           (scatter.supported, scatter.render, scatter.ScatterRows)]
 BLAS_OPS = {"matmul", "conv2d", "conv_transpose2d", "conv2d_weight_grad"}  # kernels calling GEMM
 
 
 def compile_kernels(graph: Graph) -> None:
     """Generate, compile (or load from the cache) and attach the C code of every fused node."""
     fused = [n.op for n in graph.nodes if getattr(n.op, "results", None) is not None]
-    natives = [(f"p{i}", n) for i, n in enumerate(graph.nodes) if pool.supported(n)]
+    natives = [(f"p{i}", n, gen) for i, n in enumerate(graph.nodes) for gen in NATIVES if gen[0](n)]
     if not fused and not natives:
         return
     kernels = [(f"k{i}", f) for i, f in enumerate(fused)]
@@ -86,11 +90,11 @@ def compile_kernels(graph: Graph) -> None:
     # for a core they hold (measured: LeNet step 46 ms with parallel kernels, 33 ms without).
     blas = any(n.op.name in BLAS_OPS for n in graph.nodes)
     mod = cache.load(cgen.render_module(kernels, parallel=not blas,
-                                        extra=[(name, pool.render(name, n)) for name, n in natives]))
+                                        extra=[(name, gen[1](name, n)) for name, n, gen in natives]))
     for name, f in kernels:
         f.kernel = getattr(mod, name)
-    for name, n in natives:
-        n.op = pool.Native(n.op, getattr(mod, name))
+    for name, n, gen in natives:
+        n.op = gen[2](n.op, getattr(mod, name))
 
 
 def plan_inplace(graph: Graph, pairs: dict) -> None:

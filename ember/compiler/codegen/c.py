@@ -49,6 +49,13 @@ static inline int em_isinf_d(double x) { uint64_t u; memcpy(&u, &x, 8); return (
 #define isnan(x) _Generic((x), float: em_isnan_f, default: em_isnan_d)(x)
 #define isinf(x) _Generic((x), float: em_isinf_f, default: em_isinf_d)(x)
 #define isfinite(x) (!isnan(x) && !isinf(x))
+/* libmvec's vector exp falls back to scalar exp for a whole vector when one lane is far out of
+   range (a causal mask's -inf: 5x slower softmax). Below the clamp exp is 0 or subnormal, so
+   the clamped argument and a select give the same (flushed) result at vector speed. */
+static inline float em_expf(float x) { float r = expf(x < -87.0f ? -87.0f : x); return x < -87.0f ? 0.0f : r; }
+static inline double em_expd(double x) { double r = exp(x < -708.0 ? -708.0 : x); return x < -708.0 ? 0.0 : r; }
+#undef exp
+#define exp(x) _Generic((x), float: em_expf, default: em_expd)(x)
 """
 
 
@@ -185,15 +192,15 @@ def render_kernel(name: str, fused, par_min: int = PAR_MIN) -> str:
         acc_t = "double" if r.out.dtype.kind == "f" else ctype(r.out.dtype)
         kind = r.op.name
         init = {"sum": "0", "max": "-INFINITY", "min": "INFINITY"}[kind]
-        upd = {"sum": f"acc += {src};",
-               "max": f"if ({src} > acc || isnan({src})) acc = {src};",
-               "min": f"if ({src} < acc || isnan({src})) acc = {src};"}[kind]
+        upd = f"acc += {src};"  # sums (max and min: _minmax)
         nkept = red.index(True) if True in red else nd
         if all(red[nkept:]):  # reduced dims innermost: one accumulator per output element
             ro = off(len(sts) - 1)
-            inner = [f"{acc_t} acc = {init};"] + _nest(sizes[nkept:], idx[nkept:], body + [upd], 0, parallel=False,
-                                                        reduction="+:acc" if kind == "sum" else None,
-                                                        simd=kind == "sum") + [f"red[{ro}] = acc;"]
+            if kind == "sum":
+                inner = [f"{acc_t} acc = 0;"] + _nest(sizes[nkept:], idx[nkept:], body + [upd], 0, parallel=False,
+                                                       reduction="+:acc") + [f"red[{ro}] = acc;"]
+            else:
+                inner = _minmax(kind, ctype(r.out.dtype), src, sizes[nkept:], idx[nkept:], body, f"red[{ro}]")
             if nkept == 0 and kind == "sum":
                 lines += [f"{acc_t} acc = 0;"]
                 lines += _nest(sizes, idx, body + [upd], total, parallel=True, reduction="+:acc", simd=nd == 1,
@@ -226,6 +233,17 @@ def render_kernel(name: str, fused, par_min: int = PAR_MIN) -> str:
     lines.append("}")
     lines += _wrapper(name, ins, fused.results)
     return "\n".join(lines)
+
+
+def _minmax(kind, t, src, sizes, idx, body, dest) -> list:
+    """A max/min over the innermost loops in the value's own type (exact), with NaN
+    propagation kept by an OR of the NaN tests: GCC vectorizes this select (vmaxps). No
+    ``omp simd reduction(max:...)``: OpenMP starts its lanes at -FLT_MAX, so a row of -inf
+    (a fully masked row) would come out as -FLT_MAX."""
+    op, init = (">", "-INFINITY") if kind == "max" else ("<", "INFINITY")
+    upd = f"acc = {src} {op} acc ? {src} : acc; nan_seen |= isnan({src});"
+    loops = _nest(sizes, idx, body + [upd], 0, parallel=False, simd=False)
+    return [f"{t} acc = {init}; int nan_seen = 0;"] + loops + [f"{dest} = nan_seen ? ({t})NAN : acc;"]
 
 
 def _partial_sums(sizes, idx, body, src, ro, n_red, acc_t, total, simd, serial) -> list:

@@ -68,16 +68,18 @@ def render_rows(name: str, op, par_min: int) -> str:
         pre, post, pragma = [], [], "#pragma omp simd"
         if rk == "rowred":
             acc = f"racc{si}"
-            init = "0" if r.op.name == "sum" else "-INFINITY"
-            pre.append(f"double {acc} = {init};")
+            rv = f"rv{r.out.id}"
             if r.op.name == "sum":
+                pre.append(f"double {acc} = 0;")
                 lines.append(f"{acc} += {src};")
                 pragma += f" reduction(+:{acc})"
-            else:
-                lines.append(f"if ({src} > {acc} || isnan({src})) {acc} = {src};")
+                post.append(f"const {ctype(r.out.dtype)} {rv} = ({ctype(r.out.dtype)}){acc};")
+            else:  # max/min in the value's type, NaNs kept by an OR of NaN tests (see c._minmax)
+                t, cmp = ctype(r.out.dtype), ">" if r.op.name == "max" else "<"
+                pre.append(f"{t} {acc} = {'-' if cmp == '>' else ''}INFINITY; int nan{si} = 0;")
+                lines.append(f"{acc} = {src} {cmp} {acc} ? {src} : {acc}; nan{si} |= isnan({src});")
                 pragma = ""
-            rv = f"rv{r.out.id}"
-            post.append(f"const {ctype(r.out.dtype)} {rv} = ({ctype(r.out.dtype)}){acc};")
+                post.append(f"const {t} {rv} = nan{si} ? ({t})NAN : {acc};")
             made[r.out.id] = ("row", rv)
             if r.out.id in out_name:
                 post.append(f"{out_name[r.out.id]}[r] = {rv};")

@@ -1,0 +1,170 @@
+"""The compiler pieces a GPT training step leans on, each against eager execution: exp of a
+causal mask's -inf in a fused kernel (vector exp without the scalar fallback), max/min
+reductions (vectorized, NaN-propagating), the slice-scatter rewrite (q, k, v gradients become
+one cat) and the native embedding backward (row scatter-add). Tolerances: exact where the
+kernel does the same float operations in the same order as NumPy, else 1e-6 relative
+(float32 fused math)."""
+import numpy as np
+import pytest
+
+import ember as em
+from ember.compiler import pipeline, runtime
+from ember.compiler.passes import rewrite, slices
+from ember.compiler.passes.dce import dce
+from ember.compiler.trace import trace
+
+R = np.random.default_rng(0)
+
+
+def jit_and_eager(fn, *arrays):
+    """(jitted result, eager result) of fn on tensors of ``arrays`` (jit's second call runs
+    the compiled program; the first traces)."""
+    f = em.jit(fn)
+    ts = [em.tensor(a) for a in arrays]
+    f(*ts)
+    return f(*ts).numpy(), fn(*ts).numpy(), f
+
+
+def kernels(f) -> str:
+    return f.explain()
+
+
+# -- exp of -inf (masked softmax) --------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_of_far_negative_values_is_zero_like_eager(dtype):
+    x = np.array([-np.inf, -1e4, -800.0, -120.0, -90.0, -87.5, -50.0, 0.0, 3.0], dtype)
+    x = np.tile(x, 40)  # long enough for full vectors
+    got, want, f = jit_and_eager(lambda t: (t * 1.0).exp(), x)
+    assert "C kernel" in kernels(f)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-37 if dtype == np.float32 else 1e-300)
+    assert np.all(got[x == -np.inf] == 0)
+
+
+def test_causal_softmax_matches_eager():
+    s = R.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    mask = np.triu(np.full((16, 16), -np.inf, np.float32), 1)
+    got, want, _ = jit_and_eager(lambda t, m: (t + m).softmax(-1), s, mask)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert np.all(got[..., mask == -np.inf] == 0)
+
+
+def test_softmax_of_a_fully_masked_row_matches_eager():
+    s = R.standard_normal((6, 40)).astype(np.float32)
+    s[2] = -np.inf
+    got, want, _ = jit_and_eager(lambda t: t.softmax(-1) * 1.0, s)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+# -- max / min reductions ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("op", ["max", "min"])
+@pytest.mark.parametrize("axis", [-1, (1, 2), None])
+def test_fused_max_min_match_eager_with_nans(op, axis):
+    x = R.standard_normal((4, 5, 33)).astype(np.float32)
+    x[1, 2, 7] = np.nan
+    x[3, 0, 32] = np.nan
+    x[2, 4, :] = -np.inf
+
+    def fn(t):
+        y = t * 2.0 + 1.0
+        return getattr(y, op)() if axis is None else getattr(y, "a" + op)(axis)
+    got, want, f = jit_and_eager(fn, x)
+    assert "C kernel" in kernels(f)
+    np.testing.assert_array_equal(got, want)  # max/min are exact; NaN positions must match
+
+
+def test_row_fused_max_keeps_nan():
+    x = R.standard_normal((8, 40)).astype(np.float32)
+    x[3, 5] = np.nan
+    got, want, _ = jit_and_eager(lambda t: t.softmax(-1) * 3.0, x)
+    assert np.isnan(got[3]).all() and np.isnan(want[3]).all()
+    np.testing.assert_allclose(np.delete(got, 3, 0), np.delete(want, 3, 0), rtol=1e-6)
+
+
+# -- slice scatters -> cat ---------------------------------------------------------------------
+
+def _qkv_grad_graph(shape=(2, 5, 12), parts=3):
+    def fn(x):
+        n = shape[-1] // parts
+        pieces = [x[..., i * n:(i + 1) * n] for i in range(parts)]
+        return sum((p * (i + 2.0)).sum() for i, p in enumerate(pieces))
+    x = em.tensor(R.standard_normal(shape).astype(np.float32), requires_grad=True)
+
+    def step(x):
+        y = fn(x)
+        return em.grad(y, x)
+    return trace(step, [x], {}, [x]).graph
+
+
+def test_adjacent_slice_scatters_become_one_cat():
+    g = _qkv_grad_graph()
+    assert [n.op.name for n in g.nodes].count("index_add") == 3
+    g1 = dce(rewrite(g.copy(), slices.RULES))
+    names = [n.op.name for n in g1.nodes]
+    assert "index_add" not in names and names.count("cat") == 1
+    assert len(next(n for n in g1.nodes if n.op.name == "cat").args) == 3
+    x = R.standard_normal((2, 5, 12)).astype(np.float32)
+    for a, b in zip(runtime.build(g)(x), runtime.build(g1)(x)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_slice_scatters_with_a_gap_keep_the_zeros():
+    def step(x):
+        return em.grad((x[:, 0:3] * 2.0).sum() + (x[:, 5:8] * 3.0).sum(), x)
+    x = em.tensor(R.standard_normal((4, 8)).astype(np.float32), requires_grad=True)
+    g = trace(step, [x], {}, [x]).graph
+    g1 = dce(rewrite(g.copy(), slices.RULES))
+    a = x.detach().numpy()
+    np.testing.assert_array_equal(runtime.build(g)(a)[0], runtime.build(g1)(a)[0])
+
+
+def test_slice_scatters_partly_covering_stay_a_scatter():
+    g = _qkv_grad_graph(shape=(3, 16), parts=4)  # 4 slices of 4: [0:4] [4:8] [8:12] [12:16]
+    g1 = dce(rewrite(g.copy(), slices.RULES))
+    x = R.standard_normal((3, 16)).astype(np.float32)
+    np.testing.assert_array_equal(runtime.build(g)(x)[0], runtime.build(g1)(x)[0])
+
+
+# -- embedding backward ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_embedding_backward_native_equals_eager(dtype):
+    V, C = 11, 6
+    idx = R.integers(0, V, (4, 7))
+    idx[0, :3] = 2  # repeated rows accumulate
+    idx[1, 0] = -1  # negative indices wrap, as in NumPy
+    w = em.tensor(R.standard_normal((V, C)).astype(dtype), requires_grad=True)
+    gy = R.standard_normal((4, 7, C)).astype(dtype)
+
+    def step(i, gy):
+        w.grad = None
+        (w[i] * gy).sum().backward()
+        return w.grad
+
+    f = em.jit(step)
+    i_t, g_t = em.tensor(idx), em.tensor(gy)
+    f(i_t, g_t)
+    got = f(i_t, g_t).numpy()
+    assert "native.index_add" in "".join(str(n.op.describe()) for n in f.last.graph.nodes if hasattr(n.op, "describe"))
+    want = np.zeros((V, C), dtype)
+    np.add.at(want, idx, gy)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_embedding_backward_out_of_range_index_raises_like_eager():
+    w = em.tensor(R.standard_normal((5, 3)).astype(np.float32), requires_grad=True)
+
+    def step(i):
+        w.grad = None
+        w[i].sum().backward()
+        return w.grad
+    f = em.jit(step)
+    f(em.tensor(np.array([0, 1, 4])))
+    with pytest.raises(IndexError):
+        f(em.tensor(np.array([0, 1, 5])))
+
+
+def test_natives_table_lists_the_embedding_kernel():
+    from ember.compiler.codegen import scatter
+    assert any(gen[0] is scatter.supported for gen in pipeline.NATIVES)
