@@ -1,7 +1,7 @@
 """The native (C) stride-1 float32 convolution kernels of ember/ops/native/conv2d.c.
 
-Each kernel (forward, weight gradient, and the input gradient, which is the forward kernel on
-the padded gradient) is compared with the NumPy im2col kernels in float64 on the same float32
+Each kernel (forward, weight gradient, and the input gradient: the forward kernel on the padded
+gradient, or the scatter form conv2d_dgrad for convs with little padding) is compared with the NumPy im2col kernels in float64 on the same float32
 inputs, over paddings (asymmetric too), dilations, groups, kernel sizes, and shapes whose
 rows are shorter or longer than a vector; whole layers are checked against PyTorch in float32.
 A spy confirms the native kernel really ran. Tolerance: rtol=atol=1e-4 relative to the output's
@@ -61,8 +61,17 @@ def test_forward_and_weight_grad_match_numpy_kernels(geometry):
     want_gw = C._conv2d_weight_grad_kernel(np)(xp, g.astype(np.float64), kernel=(kh, kw), stride=(1, 1),
                                                  padding=(0, 0), dilation=dil, groups=G)
     geo = (N, Ci, H, W, O, kh, kw, *pads, *dil, G)
-    got_gw = C._native_run(mod, mod.conv2d_wgrad, x, g, None, np.empty(w.shape, np.float32), geo, True)
+    got_gw = C._native_run(mod, mod.conv2d_wgrad, x, g, None, np.empty(w.shape, np.float32), geo, C._WGRAD)
     np.testing.assert_allclose(got_gw, want_gw, rtol=1e-4, atol=1e-4 * np.abs(want_gw).max())
+
+    # input gradient in the scatter form: the full transposed conv, cropped to the input
+    full = C._conv_transpose2d_kernel(np)(g.astype(np.float64), w.astype(np.float64), stride=(1, 1), padding=(0, 0),
+                                          output_padding=(0, 0), dilation=dil, groups=G)
+    want_gx = full[:, :, pads[0]:pads[0] + H, pads[2]:pads[2] + W]
+    bias = rng.standard_normal(Ci).astype(np.float32)
+    got_gx = C._native_run(mod, mod.conv2d_dgrad, g, w, bias, np.empty(x.shape, np.float32), geo, C._DGRAD)
+    np.testing.assert_allclose(got_gx, want_gx + bias.reshape(1, -1, 1, 1), rtol=1e-4,
+                               atol=1e-4 * np.abs(want_gx).max())
 
 
 @pytest.fixture
@@ -84,7 +93,7 @@ def test_conv2d_layers_match_torch_in_float32(spy, args, kwargs, shape):
     check_layer(em.nn.Conv2d(*args, **kwargs), torch.nn.Conv2d(*args, **kwargs),
                 np.random.default_rng(0).standard_normal(shape), "float32")
     if kwargs.get("stride", 1) == 1:
-        assert spy == {"conv2d", "conv2d_wgrad"}
+        assert {"conv2d", "conv2d_wgrad"} <= spy
 
 
 @pytest.mark.parametrize("args,kwargs,shape", CONV1D, ids=[f"c{i}" for i in range(len(CONV1D))])
@@ -92,15 +101,27 @@ def test_conv1d_layers_match_torch_in_float32(spy, args, kwargs, shape):
     check_layer(em.nn.Conv1d(*args, **kwargs), torch.nn.Conv1d(*args, **kwargs),
                 np.random.default_rng(0).standard_normal(shape), "float32")
     if kwargs.get("stride", 1) == 1:
-        assert spy == {"conv2d", "conv2d_wgrad"}
+        assert {"conv2d", "conv2d_wgrad"} <= spy
 
 
-@pytest.mark.parametrize("args,kwargs,shape", CONVT, ids=[f"c{i}" for i in range(len(CONVT))])
+# stride-1 transposed convs computed in the scatter form (conv2d_dgrad): little padding,
+# output_padding (allowed below the dilation), groups, a bias
+CONVT_SCATTER = [
+    ((3, 4, 3), {}, (2, 3, 5, 4)),
+    ((4, 6, 3), dict(dilation=2, output_padding=1, groups=2), (2, 4, 5, 6)),
+    ((2, 5, (2, 4)), dict(padding=(0, 1), dilation=(3, 1), output_padding=(2, 0)), (1, 2, 3, 7)),
+]
+
+
+@pytest.mark.parametrize("args,kwargs,shape", CONVT + CONVT_SCATTER,
+                         ids=[f"c{i}" for i in range(len(CONVT) + len(CONVT_SCATTER))])
 def test_conv_transpose2d_layers_match_torch_in_float32(spy, args, kwargs, shape):
     check_layer(em.nn.ConvTranspose2d(*args, **kwargs), torch.nn.ConvTranspose2d(*args, **kwargs),
                 np.random.default_rng(0).standard_normal(shape), "float32")
     if kwargs.get("stride", 1) == 1:
         assert "conv2d_wgrad" in spy
+    if (args, kwargs, shape) in CONVT_SCATTER:
+        assert "conv2d_dgrad" in spy
 
 
 def test_nan_and_inf_stay_where_torch_puts_them():
@@ -133,7 +154,7 @@ def test_large_batch_spans_several_weight_grad_passes():
                                            dilation=(1, 1), groups=1)
     mod = native.module("conv2d")
     got = C._native_run(mod, mod.conv2d_wgrad, x, g, None, np.empty(w.shape, np.float32),
-                       (40, 2, 30, 30, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1), True)
+                       (40, 2, 30, 30, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1), C._WGRAD)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
@@ -143,7 +164,10 @@ def test_bad_geometry_and_small_workspace_raise():
     w = np.zeros((3, 2, 3, 3), np.float32)
     with pytest.raises(ValueError, match="bad geometry"):
         mod.workspace(False, (1, 2, 4, 4, 3, 9, 9, 0, 0, 0, 0, 1, 1, 1))  # kernel larger than the input
-    with pytest.raises(ValueError, match="bias must be O float32 values"):
+    with pytest.raises(ValueError, match="do not fit the geometry"):  # x is 1x2x4x4, not 1x2x5x5
+        mod.conv2d(x, w, None, np.empty((1, 3, 3, 3), np.float32), np.empty(10 ** 4, np.float32),
+                   (1, 2, 5, 5, 3, 3, 3, 0, 0, 0, 0, 1, 1, 1))
+    with pytest.raises(ValueError, match="bias must be one float32 per output channel"):
         mod.conv2d(x, w, np.zeros(2, np.float32), np.empty((1, 3, 2, 2), np.float32), np.empty(10 ** 4, np.float32),
                    (1, 2, 4, 4, 3, 3, 3, 0, 0, 0, 0, 1, 1, 1))
     with pytest.raises(ValueError, match="workspace"):

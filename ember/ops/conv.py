@@ -157,8 +157,11 @@ def _native(xp, *arrays):
     return native.module("conv2d")
 
 
-def _native_run(mod, fn, a, b, bias, out, geometry, wgrad: bool):
-    ws = _workspace(np, mod.workspace(wgrad, geometry), np.float32)
+_FWD, _WGRAD, _DGRAD = 0, 1, 2  # the kernel kinds of mod.workspace()
+
+
+def _native_run(mod, fn, a, b, bias, out, geometry, kind: int):
+    ws = _workspace(np, mod.workspace(kind, geometry), np.float32)
     fn(np.ascontiguousarray(a), np.ascontiguousarray(b), None if bias is None else np.ascontiguousarray(bias),
        out, ws, geometry)
     return out
@@ -170,7 +173,16 @@ def _native_conv(mod, x, w, bias, pads, dilation, groups):
     O, _, kh, kw = w.shape
     Ho, Wo = H + pads[0] + pads[1] - dilation[0] * (kh - 1), W + pads[2] + pads[3] - dilation[1] * (kw - 1)
     out = np.empty((N, O, Ho, Wo), np.float32)
-    return _native_run(mod, mod.conv2d, x, w, bias, out, (N, C, H, W, O, kh, kw, *pads, *dilation, groups), False)
+    return _native_run(mod, mod.conv2d, x, w, bias, out, (N, C, H, W, O, kh, kw, *pads, *dilation, groups), _FWD)
+
+
+def _scatter_pays(Hy, Wy, H, W, top, left, reach, padding) -> bool:
+    """Whether the scatter form of a stride-1 transposed conv (conv2d_dgrad) computes clearly
+    fewer positions than the flipped-kernel conv over the gradient padded by ``top``/``left``:
+    true for convs with little padding (LeNet's 13x13 -> 11x11: 141 vs 193 flat positions)."""
+    gather = (H - 1) * (Wy + 2 * left) + W
+    scatter = (Hy - 1) * max(Wy + reach[1], padding[1] + W) + Wy
+    return scatter < 0.85 * gather
 
 
 def _plus_bias(out, b):
@@ -212,8 +224,12 @@ def _conv2d_weight_grad_kernel(xp):
         mod = _native(xp, x, g) if stride == (1, 1) else None
         if mod is not None:
             out = np.empty((O, C // groups, kh, kw), np.float32)
-            geometry = (N, C) + tuple(x.shape[2:]) + (O, kh, kw, ph, ph, pw, pw, *dilation, groups)
-            return _native_run(mod, mod.conv2d_wgrad, x, g, None, out, geometry, True)
+            # bottom/right padding that gives g's size (less than ph/pw when g is smaller than the
+            # conv's output: the weight gradient of a transposed conv with output_padding)
+            H, W = x.shape[2:]
+            pb, pr = Ho + dilation[0] * (kh - 1) - H - ph, Wo + dilation[1] * (kw - 1) - W - pw
+            geometry = (N, C, H, W, O, kh, kw, ph, pb, pw, pr, *dilation, groups)
+            return _native_run(mod, mod.conv2d_wgrad, x, g, None, out, geometry, _WGRAD)
         xp_ = _pad2(xp, x, ph, ph, pw, pw)
         if groups == 1 and C * kh * kw < _BATCHED_K:
             cols = _im2col_batched(xp, xp_, kh, kw, Ho, Wo, stride, dilation)
@@ -237,8 +253,13 @@ def _conv_transpose2d_kernel(xp):
         reach = (dilation[0] * (kh - 1), dilation[1] * (kw - 1))
         direct = stride == (1, 1) and padding[0] <= reach[0] and padding[1] <= reach[1]
         mod = _native(xp, y, w, b) if direct else None
+        top, left = reach[0] - padding[0], reach[1] - padding[1]
+        if mod is not None and _scatter_pays(Hy, Wy, H, W, top, left, reach, padding):
+            out = np.empty((N, Cout, H, W), np.float32)
+            geometry = (N, Cout, H, W, Cin, kh, kw, padding[0], padding[0] - output_padding[0],
+                        padding[1], padding[1] - output_padding[1], *dilation, groups)
+            return _native_run(mod, mod.conv2d_dgrad, y, w, b, out, geometry, _DGRAD)
         if mod is not None:  # the same flipped-kernel convolution, padding done by the kernel
-            top, left = reach[0] - padding[0], reach[1] - padding[1]
             wf = w.reshape(groups, Cin // groups, Coutg, kh, kw).swapaxes(1, 2)[..., ::-1, ::-1]
             return _native_conv(mod, y, wf.reshape(Cout, Cin // groups, kh, kw), b,
                                 (top, top + output_padding[0], left, left + output_padding[1]), dilation, groups)

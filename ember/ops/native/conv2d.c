@@ -74,16 +74,19 @@ static int geom_init(geom* q) {
     return 0;
 }
 
-/* One zero-padded plane (with its zero slack) from a dense H x W plane. */
+/* One zero-padded plane (with its zero slack) from a dense H x W plane. A negative bottom or
+ * right padding drops the last rows or columns (a weight gradient whose output gradient is
+ * smaller than the conv's output: a transposed conv's output_padding). */
 static void pad_plane(const geom* q, const float* src, float* dst) {
+    const long rows = q->pb < 0 ? q->H + q->pb : q->H, cols = q->pr < 0 ? q->W + q->pr : q->W;
     memset(dst, 0, sizeof(float) * q->pt * q->Wp);
-    for (long h = 0; h < q->H; h++) {
+    for (long h = 0; h < rows; h++) {
         float* row = dst + (q->pt + h) * q->Wp;
         memset(row, 0, sizeof(float) * q->pl);
-        memcpy(row + q->pl, src + h * q->W, sizeof(float) * q->W);
-        memset(row + q->pl + q->W, 0, sizeof(float) * q->pr);
+        memcpy(row + q->pl, src + h * q->W, sizeof(float) * cols);
+        memset(row + q->pl + cols, 0, sizeof(float) * (q->Wp - q->pl - cols));
     }
-    memset(dst + (q->pt + q->H) * q->Wp, 0, sizeof(float) * (q->pb * q->Wp + VL));
+    memset(dst + (q->pt + rows) * q->Wp, 0, sizeof(float) * ((q->Hp - q->pt - rows) * q->Wp + VL));
 }
 
 /* ---- forward ------------------------------------------------------------------------------- */
@@ -307,17 +310,162 @@ static int conv2d_wgrad(geom* q, const float* x, const float* g_, float* gw, flo
             for (long n0 = na; n0 < nb; n0 += s.nchunk)
                 for (long qb = qg * s.QG; qb < qe; qb++)
                     wg_tile(q, xp, gT, s.Opv, n0, n0 + s.nchunk < nb ? n0 + s.nchunk : nb, g, ob, qb, gwT + sp * part);
+            if (s.S > 1) continue;
+            /* one split: the task's sums are final; write them out now (no gather pass) */
+            const long oe = (ob + 1) * WO < q->Og ? (ob + 1) * WO : q->Og;
+            for (long qq = qg * s.QG * WJ; qq < qe * WJ && qq < s.nq; qq++)
+                for (long o = ob * WO; o < oe; o++)
+                    gw[(g * q->Og + o) * s.nq + qq] = gwT[(g * s.nqp + qq) * s.Opv + o];
         }
+        if (s.S > 1) {
 #pragma omp for schedule(static)
-        for (long i = 0; i < q->O * s.nq; i++) { /* gw[(g*Og + o)][qq] = sum over splits of gwT[g][qq][o] */
+            for (long i = 0; i < q->O * s.nq; i++) { /* gw[(g*Og + o)][qq] = sum over splits of gwT[g][qq][o] */
             const long go = i / s.nq, qq = i % s.nq;
             const float* src = gwT + ((go / q->Og) * s.nqp + qq) * s.Opv + go % q->Og;
             float sum = 0.0f;
             for (long sp = 0; sp < s.S; sp++) sum += src[sp * part];
             gw[i] = sum;
+            }
         }
     }
     return 0;
+}
+
+/* ---- input gradient, scatter form --------------------------------------------------------- */
+
+/* For a conv with little padding the input gradient as a forward conv (on the gradient padded
+ * by the kernel's reach) multiplies many zeros: LeNet's 11x11 -> 13x13 layer computes 15-wide
+ * rows for 13 outputs. The scatter form instead adds each kernel offset's products into the
+ * padded input plane:  gxp[n,c][P + off(k)] += sum_o w[o,c,k] * g[n,o][P],  with g spread to
+ * the plane's row stride (zero gaps) so a vector of P is one load per o. A task owns one
+ * (image, channel) plane, so its read-modify-writes need no synchronisation. */
+typedef struct {
+    long Hs, Ws, Ss, NV, Lpad, KB;
+    int off[MAXK];
+} dplan;
+
+static long dg_kb(long K) { /* kernel offsets per tile: the largest divisor of K up to 9 */
+    for (long kb = 9; kb > 1; kb--)
+        if (K % kb == 0) return kb;
+    return 1;
+}
+
+static void dg_plan(const geom* q, dplan* d) {
+    const long rh = q->dh * (q->kh - 1), rw = q->dw * (q->kw - 1);
+    d->Ws = q->Wo + rw > q->pl + q->W ? q->Wo + rw : q->pl + q->W;
+    d->Hs = q->Ho + rh > q->pt + q->H ? q->Ho + rh : q->pt + q->H;
+    d->Ss = d->Hs * d->Ws + VL; /* writes reach NV*VL - 1 + offmax <= Hs*Ws + VL - 2 */
+    d->NV = ((q->Ho - 1) * d->Ws + q->Wo + VL - 1) / VL;
+    d->Lpad = d->NV * VL;
+    d->KB = dg_kb(q->K);
+    for (long i = 0; i < q->kh; i++)
+        for (long j = 0; j < q->kw; j++) d->off[i * q->kw + j] = (int)(i * q->dh * d->Ws + j * q->dw);
+}
+
+/* kb kernel offsets x npb vectors of positions from p0, summed over Og output channels. */
+AI void dg_tile(const float* restrict gs, const float* restrict wc, long Og, long K, long Lpad,
+                const int* off, float* plane, long p0, const int kb, const int npb) {
+    vf acc[9][PB];
+#pragma GCC unroll 9
+    for (int k = 0; k < kb; k++)
+#pragma GCC unroll 4
+        for (int v = 0; v < npb; v++) acc[k][v] = (vf){0};
+    for (long o = 0; o < Og; o++) {
+        vf gv[PB];
+#pragma GCC unroll 4
+        for (int v = 0; v < npb; v++) gv[v] = LOADU(gs + o * Lpad + p0 + v * VL);
+        const float* wo = wc + o * K;
+#pragma GCC unroll 9
+        for (int k = 0; k < kb; k++) {
+            const vf wb = (vf){0} + wo[k];
+#pragma GCC unroll 4
+            for (int v = 0; v < npb; v++) acc[k][v] += wb * gv[v];
+        }
+    }
+#pragma GCC unroll 9
+    for (int k = 0; k < kb; k++)
+#pragma GCC unroll 4
+        for (int v = 0; v < npb; v++) {
+            float* dst = plane + p0 + v * VL + off[k];
+            STOREU(dst, LOADU(dst) + acc[k][v]);
+        }
+}
+
+#define DG_ROW(kb)                                                                                \
+    case kb: {                                                                                    \
+        const long n3 = NV % 3 == 1 && NV > 3 ? NV / 3 - 1 : NV / 3;                              \
+        long v = 0;                                                                               \
+        for (; v < 3 * n3; v += 3) dg_tile(gs, wc, Og, K, Lpad, off, plane, v * VL, kb, 3);       \
+        for (; v + 2 <= NV; v += 2) dg_tile(gs, wc, Og, K, Lpad, off, plane, v * VL, kb, 2);      \
+        if (v < NV) dg_tile(gs, wc, Og, K, Lpad, off, plane, v * VL, kb, 1);                      \
+        break;                                                                                    \
+    }
+
+/* All positions for kernel offsets [k0, k0 + kb). */
+static void dg_rows(const float* gs, const float* wc, long Og, long K, long Lpad, long NV, const int* off,
+                    float* plane, long kb) {
+    switch (kb) {
+        DG_ROW(1) DG_ROW(2) DG_ROW(3) DG_ROW(4) DG_ROW(5) DG_ROW(6) DG_ROW(7) DG_ROW(8) DG_ROW(9)
+    }
+}
+
+/* g (N,O,Ho,Wo), w (O,Cg,kh,kw), b (C) or NULL -> gx (N,C,H,W), the input gradient of a
+ * stride-1 conv whose input is (N,C,H,W) with padding (pt, pb, pl, pr) (pb/pr may be negative:
+ * a transposed conv's output_padding). ws holds g spread to [N][O][Lpad], then the weights as
+ * [G][Cg][Og][K]. */
+static int conv2d_dgrad(geom* q, const float* g_, const float* w, const float* b, float* gx, float* ws) {
+    dplan d;
+    dg_plan(q, &d);
+    float* gs = ws;
+    float* wq = gs + q->N * q->O * d.Lpad;
+    const long rows = q->N * q->O, blocks = q->G * q->Cg;
+    int failed = 0;
+#pragma omp parallel if (rows * d.Lpad > 4096)
+    {
+        float* plane = malloc(sizeof(float) * d.Ss);
+        if (!plane) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (long t = 0; t < rows + blocks; t++) {
+            if (t < rows) { /* g row (n, o) spread to stride Ws with zero gaps and tail */
+                float* dst = gs + t * d.Lpad;
+                const float* src = g_ + t * q->Ho * q->Wo;
+                memset(dst, 0, sizeof(float) * d.Lpad);
+                for (long h = 0; h < q->Ho; h++) memcpy(dst + h * d.Ws, src + h * q->Wo, sizeof(float) * q->Wo);
+                continue;
+            }
+            const long gc = t - rows, g = gc / q->Cg, c = gc % q->Cg;
+            float* dst = wq + gc * q->Og * q->K; /* [Og][K] for (g, c) */
+            for (long o = 0; o < q->Og; o++)
+                for (long k = 0; k < q->K; k++) dst[o * q->K + k] = w[((g * q->Og + o) * q->Cg + c) * q->K + k];
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (long t = 0; t < q->N * q->C; t++) { /* t = n*C + g*Cg + c */
+            if (!plane) continue;
+            const long n = t / q->C, g = (t % q->C) / q->Cg;
+            const float* gsn = gs + (n * q->O + g * q->Og) * d.Lpad;
+            const float* wc = wq + (t % q->C) * q->Og * q->K;
+            memset(plane, 0, sizeof(float) * d.Ss);
+            for (long k0 = 0; k0 < q->K; k0 += d.KB)
+                dg_rows(gsn, wc + k0, q->Og, q->K, d.Lpad, d.NV, d.off + k0, plane, d.KB);
+            const float bias = b ? b[t % q->C] : 0.0f;
+            float* out = gx + t * q->H * q->W;
+            for (long h = 0; h < q->H; h++) {
+                const float* src = plane + (q->pt + h) * d.Ws + q->pl;
+                for (long x = 0; x < q->W; x++) out[h * q->W + x] = src[x] + bias;
+            }
+        }
+        free(plane);
+    }
+    return failed ? -1 : 0;
+}
+
+static long dgrad_ws(const geom* q) {
+    dplan d;
+    dg_plan(q, &d);
+    return q->N * q->O * d.Lpad + q->O * q->Cg * q->K;
 }
 
 /* ---- Python bindings ---------------------------------------------------------------------- */
@@ -335,43 +483,58 @@ static long fwd_ws(const geom* q) {
 #define GEOM_ARGS(q) &q.N, &q.C, &q.H, &q.W, &q.O, &q.kh, &q.kw, &q.pt, &q.pb, &q.pl, &q.pr, &q.dh, &q.dw, &q.G
 
 static int geom_parse(geom* q) {
-    if (q->G < 1 || q->C % q->G || q->O % q->G || geom_init(q) < 0) {
+    if (q->G < 1 || q->C % q->G || q->O % q->G || q->pt < 0 || q->pl < 0 || q->pb < -q->H || q->pr < -q->W ||
+        geom_init(q) < 0) {
         PyErr_SetString(PyExc_ValueError, "conv2d native kernel: bad geometry (empty output, groups, or kernel too large)");
         return -1;
     }
     return 0;
 }
 
-/* workspace(wgrad, geometry) -> float32 elements the workspace needs */
+enum { FWD, WGRAD, DGRAD };
+
+static long need_ws(const geom* q, int kind) {
+    return kind == WGRAD ? wgrad_ws(q) : kind == DGRAD ? dgrad_ws(q) : fwd_ws(q);
+}
+
+/* workspace(kind, geometry) -> float32 elements the workspace needs; kind 0 conv2d,
+ * 1 conv2d_wgrad, 2 conv2d_dgrad */
 static PyObject* py_workspace(PyObject* self, PyObject* args) {
-    int wgrad;
+    int kind;
     geom q;
-    if (!PyArg_ParseTuple(args, "p" GEOM_FMT, &wgrad, GEOM_ARGS(q)) || geom_parse(&q) < 0) return NULL;
-    return PyLong_FromLong(wgrad ? wgrad_ws(&q) : fwd_ws(&q));
+    if (!PyArg_ParseTuple(args, "i" GEOM_FMT, &kind, GEOM_ARGS(q)) || geom_parse(&q) < 0) return NULL;
+    return PyLong_FromLong(need_ws(&q, kind));
 }
 
 /* (a, b, bias or None, out, workspace, geometry); every array C-contiguous float32, sizes
  * checked by the caller (ember.ops.conv) except the workspace's; conv2d_wgrad takes no bias.
  * The GIL is released while it runs. */
-static PyObject* run(PyObject* args, int wgrad) {
+static PyObject* run(PyObject* args, int kind) {
     Py_buffer a, b, bias = {0}, out, ws;
     PyObject* biaso;
     geom q;
     if (!PyArg_ParseTuple(args, "y*y*Ow*w*" GEOM_FMT, &a, &b, &biaso, &out, &ws, GEOM_ARGS(q))) return NULL;
     PyObject* ret = NULL;
-    if (biaso != Py_None && (wgrad || PyObject_GetBuffer(biaso, &bias, PyBUF_C_CONTIGUOUS) < 0 ||
-                             bias.len != q.O * (long)sizeof(float))) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "conv2d native kernel: bias must be O float32 values");
+    if (biaso != Py_None && (kind == WGRAD || PyObject_GetBuffer(biaso, &bias, PyBUF_C_CONTIGUOUS) < 0 ||
+                             bias.len != (kind == DGRAD ? q.C : q.O) * (long)sizeof(float))) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "conv2d native kernel: bias must be one float32 per output channel");
     } else if (geom_parse(&q) == 0) {
-        const long need = wgrad ? wgrad_ws(&q) : fwd_ws(&q);
-        if (ws.len < need * (long)sizeof(float)) {
+        const long need = need_ws(&q, kind), fl = sizeof(float);
+        const long xs = q.N * q.C * q.H * q.W * fl, ws_ = q.O * q.Cg * q.K * fl, ys = q.N * q.O * q.Ho * q.Wo * fl;
+        const long sa = kind == DGRAD ? ys : xs, sb = kind == FWD ? ws_ : kind == WGRAD ? ys : ws_;
+        const long so = kind == FWD ? ys : kind == WGRAD ? ws_ : xs;
+        if (a.len != sa || b.len != sb || out.len != so) {
+            PyErr_Format(PyExc_ValueError, "conv2d native kernel: arrays of %zd, %zd, %zd bytes do not fit the "
+                         "geometry (expected %ld, %ld, %ld)", a.len, b.len, out.len, sa, sb, so);
+        } else if (ws.len < need * (long)sizeof(float)) {
             PyErr_Format(PyExc_ValueError, "conv2d native kernel: workspace of %zd bytes, need %ld", ws.len,
                          need * (long)sizeof(float));
         } else {
             int rc;
             Py_BEGIN_ALLOW_THREADS
-            rc = wgrad ? conv2d_wgrad(&q, a.buf, b.buf, out.buf, ws.buf)
-                       : conv2d_fwd(&q, a.buf, b.buf, bias.buf, out.buf, ws.buf);
+            rc = kind == WGRAD   ? conv2d_wgrad(&q, a.buf, b.buf, out.buf, ws.buf)
+                 : kind == DGRAD ? conv2d_dgrad(&q, a.buf, b.buf, bias.buf, out.buf, ws.buf)
+                                 : conv2d_fwd(&q, a.buf, b.buf, bias.buf, out.buf, ws.buf);
             Py_END_ALLOW_THREADS
             if (rc == 0) {
                 ret = Py_None;
@@ -389,13 +552,15 @@ static PyObject* run(PyObject* args, int wgrad) {
     return ret;
 }
 
-static PyObject* py_conv2d(PyObject* self, PyObject* args) { return run(args, 0); }
-static PyObject* py_conv2d_wgrad(PyObject* self, PyObject* args) { return run(args, 1); }
+static PyObject* py_conv2d(PyObject* self, PyObject* args) { return run(args, FWD); }
+static PyObject* py_conv2d_wgrad(PyObject* self, PyObject* args) { return run(args, WGRAD); }
+static PyObject* py_conv2d_dgrad(PyObject* self, PyObject* args) { return run(args, DGRAD); }
 
 static PyMethodDef methods[] = {
     {"workspace", py_workspace, METH_VARARGS, "workspace(wgrad, geometry) -> float32 elements"},
     {"conv2d", py_conv2d, METH_VARARGS, "conv2d(x, w, bias or None, y, workspace, geometry)"},
     {"conv2d_wgrad", py_conv2d_wgrad, METH_VARARGS, "conv2d_wgrad(x, g, None, gw, workspace, geometry)"},
+    {"conv2d_dgrad", py_conv2d_dgrad, METH_VARARGS, "conv2d_dgrad(g, w, bias or None, gx, workspace, geometry)"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "EMBER_MODULE_NAME", NULL, -1, methods};
