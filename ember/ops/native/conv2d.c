@@ -16,6 +16,9 @@
  * conv2d_wgrad: gw[o,c,i,j] = sum_{n,p} g[n,o,p] * xpad[n,c, p + off(i,j)], g spread to row
  *               stride Wp with zeros in the gap columns so they add nothing.
  *
+ * Threads: every loop is dynamically scheduled, so on a busy machine the calling thread takes
+ * over the share of a thread that is not running (a static share would wait for it).
+ *
  * Loaded through ember.compiler.cache (compiled once per machine), called from ember.ops.conv.
  */
 #define PY_SSIZE_T_CLEAN
@@ -145,7 +148,7 @@ static int conv2d_fwd(geom* q, const float* x, const float* w, const float* b, f
             failed = 1;
         }
         /* one pass (one barrier) pads the input planes and packs the weight blocks */
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
         for (long t = 0; t < planes + q->G * OBn; t++) {
             if (t < planes) {
                 pad_plane(q, x + t * q->H * q->W, xp + t * q->Sp);
@@ -162,7 +165,6 @@ static int conv2d_fwd(geom* q, const float* x, const float* w, const float* b, f
                         dst[(c * q->K + k) * OB + o] = oo < q->Og ? w[((g * q->Og + oo) * q->Cg + c) * q->K + k] : 0.0f;
                     }
         }
-        /* dynamic: on a busy machine a descheduled thread's share is taken by the other */
 #pragma omp for schedule(dynamic, 1)
         for (long t = 0; t < tasks; t++) {
             if (!tile) continue;
@@ -285,7 +287,7 @@ static int conv2d_wgrad(geom* q, const float* x, const float* g_, float* gw, flo
     {
         /* one pass pads the input planes, transposes g to (HW, Opv) per image and group, and
          * zeroes the partial sums */
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
         for (long t = 0; t < planes + q->N * q->G + s.S; t++) {
             if (t < planes) {
                 pad_plane(q, x + t * q->H * q->W, xp + t * q->Sp);
@@ -318,13 +320,13 @@ static int conv2d_wgrad(geom* q, const float* x, const float* g_, float* gw, flo
                     gw[(g * q->Og + o) * s.nq + qq] = gwT[(g * s.nqp + qq) * s.Opv + o];
         }
         if (s.S > 1) {
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 256)
             for (long i = 0; i < q->O * s.nq; i++) { /* gw[(g*Og + o)][qq] = sum over splits of gwT[g][qq][o] */
-            const long go = i / s.nq, qq = i % s.nq;
-            const float* src = gwT + ((go / q->Og) * s.nqp + qq) * s.Opv + go % q->Og;
-            float sum = 0.0f;
-            for (long sp = 0; sp < s.S; sp++) sum += src[sp * part];
-            gw[i] = sum;
+                const long go = i / s.nq, qq = i % s.nq;
+                const float* src = gwT + ((go / q->Og) * s.nqp + qq) * s.Opv + go % q->Og;
+                float sum = 0.0f;
+                for (long sp = 0; sp < s.S; sp++) sum += src[sp * part];
+                gw[i] = sum;
             }
         }
     }
@@ -427,7 +429,7 @@ static int conv2d_dgrad(geom* q, const float* g_, const float* w, const float* b
 #pragma omp atomic write
             failed = 1;
         }
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
         for (long t = 0; t < rows + blocks; t++) {
             if (t < rows) { /* g row (n, o) spread to stride Ws with zero gaps and tail */
                 float* dst = gs + t * d.Lpad;
