@@ -169,3 +169,45 @@ def test_embedding_backward_out_of_range_index_raises_like_eager():
 def test_natives_table_lists_the_embedding_kernel():
     from ember.compiler.codegen import scatter
     assert any(gen[0] is scatter.supported for gen in pipeline.NATIVES)
+
+
+# -- batched small matmul ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
+def test_batched_small_matmul_native_matches_eager(dtype, ta, tb):
+    # M = 6 (not a multiple of the 4-row tile), N = 32, K = 5; operands as transposed views
+    a = R.standard_normal((3, 2, 5, 6) if ta else (3, 2, 6, 5)).astype(dtype)
+    b = R.standard_normal((3, 2, 32, 5) if tb else (3, 2, 5, 32)).astype(dtype)
+
+    def fn(x, y):
+        x = x.transpose(-1, -2) if ta else x
+        y = y.transpose(-1, -2) if tb else y
+        return x @ y
+    got, want, f = jit_and_eager(fn, a, b)
+    assert "native.matmul" in kernels(f)
+    np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
+
+
+def test_batched_matmul_with_unsupported_width_stays_on_blas():
+    a, b = R.standard_normal((4, 8, 3)).astype(np.float32), R.standard_normal((4, 3, 10)).astype(np.float32)
+    got, want, f = jit_and_eager(lambda x, y: x @ y, a, b)
+    assert "native.matmul" not in kernels(f)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_batched_matmul_gradients_match_eager():
+    a = R.standard_normal((2, 3, 8, 4)).astype(np.float32)
+    b = R.standard_normal((2, 3, 4, 32)).astype(np.float32)
+    x, y = em.tensor(a, requires_grad=True), em.tensor(b, requires_grad=True)
+
+    def step(x, y):
+        x.grad = y.grad = None
+        ((x @ y) ** 2).sum().backward()
+        return x.grad, y.grad
+    f = em.jit(step)
+    f(x, y)
+    gx, gy = (t.numpy() for t in f(x, y))
+    ex, ey = (t.numpy() for t in step(x, y))
+    np.testing.assert_allclose(gx, ex, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gy, ey, rtol=1e-5, atol=1e-5)
