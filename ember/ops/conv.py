@@ -415,10 +415,27 @@ def _argmax_offsets(xp, x, kernel, stride, padding, dilation, ceil_mode):
     return arg, Ho, Wo, pads
 
 
+def _native_pool(xp, x):
+    """The native max-pool module (ember/ops/native/pool2d.c) when it applies, else None."""
+    if xp is not np or x.dtype not in (np.float32, np.float64):
+        return None
+    return native.module("pool2d")
+
+
+def _pool_geometry(x, Ho, Wo, kernel, stride, padding, dilation) -> tuple:
+    N, C, H, W = x.shape
+    return (N * C, H, W, Ho, Wo, *kernel, *stride, *padding, *dilation)
+
+
 def _max_pool2d_kernel(xp):
     def max_pool2d(x, kernel, stride, padding, dilation, ceil_mode):
         H, W = x.shape[2:]
         Ho, Wo, pads = _pool_plan(H, W, kernel, stride, padding, dilation, ceil_mode)
+        mod = _native_pool(xp, x)
+        if mod is not None:  # one pass instead of one per window offset
+            out = np.empty(x.shape[:2] + (Ho, Wo), x.dtype)
+            mod.max_pool2d(np.ascontiguousarray(x), out, _pool_geometry(x, Ho, Wo, kernel, stride, padding, dilation))
+            return out
         xp_ = _pad2(xp, x, *pads, value=-np.inf)
         out = None
         for _, sl in _windows(kernel, stride, dilation, Ho, Wo):
@@ -432,6 +449,12 @@ def _max_pool2d_kernel(xp):
 
 def _max_pool2d_backward_kernel(xp):
     def max_pool2d_backward(g, x, kernel, stride, padding, dilation, ceil_mode):
+        mod = _native_pool(xp, x) if g.dtype == x.dtype else None
+        if mod is not None:  # one pass: each window's argmax gets its gradient
+            dx = np.empty(x.shape, x.dtype)
+            geometry = _pool_geometry(x, *g.shape[2:], kernel, stride, padding, dilation)
+            mod.max_pool2d_backward(np.ascontiguousarray(g), np.ascontiguousarray(x), dx, geometry)
+            return dx
         arg, Ho, Wo, (t, b, l, r) = _argmax_offsets(xp, x, kernel, stride, padding, dilation, ceil_mode)
         N, C, H, W = x.shape
         big = xp.zeros((N, C, H + t + b, W + l + r), g.dtype)
