@@ -211,3 +211,38 @@ def test_batched_matmul_gradients_match_eager():
     ex, ey = (t.numpy() for t in step(x, y))
     np.testing.assert_allclose(gx, ex, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(gy, ey, rtol=1e-5, atol=1e-5)
+
+
+# -- cross-entropy -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_native_forward_and_gradient_match_eager(dtype):
+    logits = (R.standard_normal((37, 11)) * 5).astype(dtype)
+    logits[3] = 1e4  # large logits stay finite (shifted by the row max)
+    target = R.integers(0, 11, 37)
+    target[5] = -1   # ignored
+    x = em.tensor(logits, requires_grad=True)
+    F = em.nn.functional
+
+    def step(x, t):
+        x.grad = None
+        loss = F.cross_entropy(x, t, ignore_index=-1)
+        loss.backward()
+        return loss, x.grad
+    f = em.jit(step)
+    t = em.tensor(target)
+    f(x, t)
+    loss, gx = f(x, t)
+    assert kernels(f).count("native.cross_entropy") == 2
+    want_loss, want_gx = step(x, t)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(loss.detach().numpy(), want_loss.detach().numpy(), **tol)
+    np.testing.assert_allclose(gx.numpy(), want_gx.numpy(), **tol)
+
+
+def test_cross_entropy_native_target_out_of_range_raises():
+    x = em.tensor(R.standard_normal((4, 5)).astype(np.float32))
+    f = em.jit(lambda x, t: em.nn.functional.cross_entropy(x, t))
+    f(x, em.tensor(np.array([0, 1, 2, 4])))
+    with pytest.raises(IndexError):
+        f(x, em.tensor(np.array([0, 1, 2, 5])))

@@ -10,7 +10,7 @@ from .graph import Graph
 from .plan import liveness
 from . import cache, runtime
 from .codegen import c as cgen
-from .codegen import bmm, pool, scatter
+from .codegen import bmm, pool, scatter, xent
 from .passes import layout, rewrite, simplify, slices, stable
 from .passes.cse import cse
 from .passes.dce import dce
@@ -76,7 +76,8 @@ def has_compiler() -> bool:
 # Ops that get a native kernel of their own: (supported(node), render(name, node), op class).
 NATIVES = [(pool.supported, pool.render, pool.Native),
            (scatter.supported, scatter.render, scatter.ScatterRows),
-           (bmm.supported, bmm.render, bmm.BatchedMatmul)]
+           (bmm.supported, bmm.render, bmm.BatchedMatmul),
+           (xent.supported, xent.render, xent.CrossEntropy)]
 BLAS_OPS = {"matmul", "conv2d", "conv_transpose2d", "conv2d_weight_grad"}  # kernels calling GEMM
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..graph import Var
 from .c import ctype
 
 MAX_DIM = 256  # larger matrices: BLAS's blocking and threads win
