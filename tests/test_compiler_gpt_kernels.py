@@ -110,6 +110,20 @@ def test_adjacent_slice_scatters_become_one_cat():
         np.testing.assert_array_equal(a, b)
 
 
+def test_slice_scatters_of_reshaped_heads_cat_before_merging():
+    # attention's layout: q, k, v cut from one projection, split into heads and permuted
+    def step(x):
+        heads = [x[..., i * 4:(i + 1) * 4].reshape(2, 5, 2, 2).permute(0, 2, 1, 3) for i in range(3)]
+        return em.grad(sum(((h * (i + 2.0)) ** 2).sum() for i, h in enumerate(heads)), x)
+    x = em.tensor(R.standard_normal((2, 5, 12)).astype(np.float32), requires_grad=True)
+    g = trace(step, [x], {}, [x]).graph
+    g1 = dce(rewrite(g.copy(), slices.RULES))
+    cats = [n for n in g1.nodes if n.op.name == "cat"]
+    assert len(cats) == 1 and cats[0].args[0].shape == (2, 5, 2, 2)  # unmerged heads
+    a = x.detach().numpy()
+    np.testing.assert_array_equal(runtime.build(g)(a)[0], runtime.build(g1)(a)[0])
+
+
 def test_slice_scatters_with_a_gap_keep_the_zeros():
     def step(x):
         return em.grad((x[:, 0:3] * 2.0).sum() + (x[:, 5:8] * 3.0).sum(), x)
@@ -246,3 +260,20 @@ def test_cross_entropy_native_target_out_of_range_raises():
     f(x, em.tensor(np.array([0, 1, 2, 4])))
     with pytest.raises(IndexError):
         f(x, em.tensor(np.array([0, 1, 2, 5])))
+
+
+# -- layouts of NumPy results read by fused kernels --------------------------------------------
+
+def test_numpy_reduction_of_a_permuted_view_feeds_a_fused_kernel():
+    # NumPy lays out sum(permuted) like its input (not C order): the kernel must not assume it
+    x = np.arange(8 * 4 * 6).reshape(8, 4, 6)
+    got, want, _ = jit_and_eager(lambda t: t.permute(1, 0, 2).sum(2) * 2 + 1, x)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_cat_of_permuted_views_is_c_contiguous_under_jit():
+    a = R.standard_normal((3, 4, 5)).astype(np.float32)
+    b = R.standard_normal((3, 4, 5)).astype(np.float32)
+    fn = lambda x, y: em.cat([x.permute(1, 0, 2), y.permute(1, 0, 2)], 2).reshape(4, 30) * 2.0  # noqa: E731
+    got, want, _ = jit_and_eager(fn, a, b)
+    np.testing.assert_array_equal(got, want)

@@ -17,12 +17,33 @@ class Stale(Exception):
     """The program no longer fits its inputs (a value-dependent shape changed): trace again."""
 
 
-# Ops whose NumPy kernels always return new C-contiguous arrays.
+# Ops whose NumPy kernels always return new arrays (never views of their inputs).
 CONTIGUOUS_OUT = {"matmul", "sum", "max", "min", "prod", "cat", "pad", "index_add", "index_put",
                   "scatter_add", "cumsum", "argmax", "argmin", "all", "any"}
+# Those whose result is also C-contiguous whatever the inputs' layout. NumPy's reductions,
+# cumsum and batched matmul lay the result out like a permuted input; 2-D matmul and the
+# native kernels (np.empty results) are always C-contiguous (see _c_order).
+C_ORDER_OUT = {"cat", "pad", "index_add", "index_put"}
 
-# Ops whose eager dispatch does not call their kernel on CPU arrays.
-_CPU_OVERRIDES = {"to_device": lambda x, device: x}  # everything compiled here lives on the CPU
+
+def _c_order(n) -> bool:
+    return (n.op.name in C_ORDER_OUT or getattr(n.op, "kind", None) == "native"
+            or n.op.name == "matmul" and len(n.out.shape) <= 2)
+
+
+def _cat_c_order(*xs, axis):
+    """np.concatenate into a C-contiguous result (NumPy lays out the result like its inputs:
+    permuted views would give a permuted result; C_ORDER_OUT promises C order)."""
+    axis = axis % xs[0].ndim
+    shape = list(xs[0].shape)
+    shape[axis] = sum(x.shape[axis] for x in xs)
+    return np.concatenate(xs, axis=axis, out=np.empty(shape, np.result_type(*xs)))
+
+
+# Ops whose eager dispatch does not call their kernel on CPU arrays, or whose compiled kernel
+# must also promise a C-contiguous result.
+_CPU_OVERRIDES = {"to_device": lambda x, device: x,  # everything compiled here lives on the CPU
+                  "cat": _cat_c_order}
 
 
 def kernel_of(node):
@@ -104,7 +125,7 @@ def build(graph: Graph, kernel=kernel_of, name: str = "run", inplace: bool = Tru
             kw = [f"{p}={_src(v, n.args, ref, const_name)}" for p, v in n.params.items()]
             out = names[n.out.id] = f"v{n.out.id}"
             lines.append(f"    {out} = {k}({', '.join(pos + kw)})")
-            if n.op.name in CONTIGUOUS_OUT:
+            if _c_order(n):
                 contiguous.add(n.out.id)
         if n.out.id in graph.shape_checks:
             lines.append(f"    if {out}.shape != {n.out.shape!r}: raise Stale")

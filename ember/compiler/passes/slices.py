@@ -56,9 +56,39 @@ def adjacent_slice_scatters(n, rw):
 def _cat(rw, parts, axis):
     """cat of ``parts``, splicing in the pieces of a part that is itself a cat on ``axis``
     read nowhere else (three slices make one cat, not two)."""
+    flat = _spliced(rw, parts, axis)
+    merged = _unmerged(rw, flat, axis)
+    if merged is not None:  # cat the unmerged arrays, then merge once: a free view
+        shape = flat[0].shape[:axis] + (sum(x.shape[axis] for x in flat),)
+        return rw.emit(M.reshape_, rw.emit(M.cat_, *_spliced(rw, merged, axis), axis=axis), shape=shape)
+    return rw.emit(M.cat_, *flat, axis=axis)
+
+
+def _spliced(rw, parts, axis) -> list:
     flat = []
     for x in parts:
         inner = rw.prod(x, "cat")
         keep = inner is None or inner.params["axis"] != axis or rw.uses.get(x.id, 0) > 1
         flat += [x] if keep else list(inner.args)
-    return rw.emit(M.cat_, *flat, axis=axis)
+    return flat
+
+
+def _unmerged(rw, parts, axis):
+    """When every part is a reshape merging trailing dims (axis on, the same dims after the
+    first for every part) of some array, those arrays: concatenating them and reshaping once
+    skips one copy per part (the heads of attention's gradients, permuted views that a
+    reshape must copy)."""
+    if axis != len(parts[0].shape) - 1:
+        return None
+    srcs = []
+    for x in parts:
+        r = rw.prod(x, "reshape")
+        if r is None:
+            return None
+        src = r.args[0]
+        if src.shape[:axis] != x.shape[:axis] or len(src.shape) <= axis + 1:
+            return None
+        srcs.append(src)
+    if len({s.shape[axis + 1:] for s in srcs}) != 1:
+        return None
+    return srcs
