@@ -2,10 +2,11 @@
 products of 64x32 by 32x64 per call). NumPy calls BLAS once per matrix and BLAS's per-call
 setup dominates at these sizes (~3 us each, 0.2-0.35 ms per batched product in the GPT step);
 this kernel reads the operands with their strides (a transposed right operand is copied into a
-small contiguous tile) and multiplies with loops of
-compile-time sizes: a tile of 4 rows by two 32-byte vectors of C stays in registers while k
-runs, so each loaded row piece of B serves four rows. N must be a multiple of two vectors.
-Sums run in k order, so results differ from BLAS's only by float rounding.
+small contiguous tile) and multiplies with loops of compile-time sizes: a tile of 4 rows by two
+64-byte vectors of C (GCC vector extensions: AVX-512 registers here, split into narrower ones
+elsewhere) stays in registers while k runs, so each loaded piece of a row of B serves four rows
+(measured: 0.17 ms vs NumPy's 0.21 ms isolated, W4 step -0.6 to -1.2 ms). N must be a multiple
+of two vectors. Sums run in k order, so results differ from BLAS's only by float rounding.
 
 >>> source = render("b0", node)   # node: matmul(a, b) with a: (..., M, K), b: (..., K, N)
 """
