@@ -22,6 +22,8 @@ import sysconfig
 import warnings
 from pathlib import Path
 
+from . import threads
+
 PLACEHOLDER = "EMBER_MODULE_NAME"  # the module name inside a source, filled in from its hash
 FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-shared", "-fPIC"]
 FALLBACK_FLAGS = ["-O2", "-shared", "-fPIC"]  # for compilers without -march=native / OpenMP
@@ -73,10 +75,7 @@ def compiler():
 
 def load(source: str):
     """The extension module built from ``source`` (which names itself PLACEHOLDER)."""
-    # Idle OpenMP threads sleep instead of spinning (read by libgomp when our first module
-    # loads it): spinning threads starve NumPy's BLAS threads on a 2-core machine (measured:
-    # an MLP step 8 ms on one thread, 129 ms on two with spinning). Users may override it.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    threads.prepare()  # idle OpenMP and OpenBLAS threads sleep: see threads.py
     cc = compiler()
     if cc is None:
         raise CompileError("no C compiler")

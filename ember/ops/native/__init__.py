@@ -31,9 +31,10 @@ def module(name: str):
 def _build(name: str):
     if not config.native_kernels():
         return None
-    from ...compiler import cache  # imported late: ops load before the compiler package
+    from ...compiler import cache, threads  # imported late: ops load before the compiler package
     if cache.compiler() is None:
         return None
+    threads.calm_openblas()  # these kernels run on all cores: OpenBLAS must not spin beside them
     try:
         return cache.load((Path(__file__).parent / f"{name}.c").read_text())
     except cache.CompileError as e:
