@@ -197,3 +197,19 @@ def test_fallbacks_use_numpy_kernels(monkeypatch, how):
     assert native._modules == {"conv2d": None}
     want = torch.nn.functional.conv2d(torch.from_numpy(x.numpy()), torch.from_numpy(w.numpy())).numpy()
     np.testing.assert_allclose(y.numpy(), want, rtol=1e-4, atol=1e-4)
+
+
+def test_kernels_past_the_native_limit_use_numpy(spy):
+    """More than 1024 kernel offsets (33x33) is past the native kernels' offset table: NumPy runs."""
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((1, 2, 36, 35)).astype(np.float32), rng.standard_normal((3, 2, 33, 33)).astype(np.float32)
+    ex, ew = em.from_numpy(x).requires_grad_(), em.from_numpy(w).requires_grad_()
+    tx, tw = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_()
+    y, ty = em.nn.functional.conv2d(ex, ew, padding=16), torch.nn.functional.conv2d(tx, tw, padding=16)
+    y.sum().backward()
+    ty.sum().backward()
+    scale = np.abs(ty.detach().numpy()).max()
+    np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=1e-4, atol=1e-4 * scale)
+    np.testing.assert_allclose(ew.grad.numpy(), tw.grad.numpy(), rtol=1e-4, atol=1e-4 * np.abs(tw.grad.numpy()).max())
+    np.testing.assert_allclose(ex.grad.numpy(), tx.grad.numpy(), rtol=1e-4, atol=1e-4 * np.abs(tx.grad.numpy()).max())
+    assert spy == set()

@@ -150,11 +150,16 @@ def _im2col_batched(xp, xp_, kh, kw, Ho, Wo, stride, dilation):
 # (measured at LeNet/ResNet sizes: 1.5-2x the im2col + OpenBLAS GEMM path, about torch's speed).
 # The NumPy path stays for other strides and dtypes, CuPy, and machines without a C compiler.
 
-def _native(xp, *arrays):
-    """The native conv module when it applies to these arrays (None entries: no bias), else None."""
+_NATIVE_MAX_K = 1024  # kernel offsets (kh*kw) the native kernels take (MAXK in conv2d.c)
+
+
+def _native(xp, *arrays, kernel=None):
+    """The native conv module when it applies to these arrays (None entries: no bias) and a
+    kernel of ``kernel`` = (kh, kw) (the weight's, when not given), else None."""
     if xp is not np or any(a is not None and a.dtype != np.float32 for a in arrays):
         return None
-    return native.module("conv2d")
+    kh, kw = kernel if kernel is not None else arrays[1].shape[2:]
+    return native.module("conv2d") if kh * kw <= _NATIVE_MAX_K else None
 
 
 _FWD, _WGRAD, _DGRAD = 0, 1, 2  # the kernel kinds of mod.workspace()
@@ -221,7 +226,7 @@ def _conv2d_weight_grad_kernel(xp):
         C = x.shape[1]
         kh, kw = kernel
         ph, pw = padding
-        mod = _native(xp, x, g) if stride == (1, 1) else None
+        mod = _native(xp, x, g, kernel=kernel) if stride == (1, 1) else None
         if mod is not None:
             out = np.empty((O, C // groups, kh, kw), np.float32)
             # bottom/right padding that gives g's size (less than ph/pw when g is smaller than the
