@@ -68,7 +68,8 @@ def _loaded_openblas():
         return None
     for path in sorted(paths):
         try:
-            return ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_GLOBAL if hasattr(os, "RTLD_NOLOAD") else 0)
+            # RTLD_NOLOAD: only a library already loaded; local scope: its symbols stay private
+            return ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | os.RTLD_LOCAL)
         except OSError:
             continue
     return None
