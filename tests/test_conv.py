@@ -101,7 +101,7 @@ def test_conv2d_kernel_paths_match_torch(monkeypatch, args, kwargs, shape, paths
     torch's output and gradients; the spy checks the path was really taken. (float32 convs
     with stride 1 use the native kernels by default: tests/test_conv_native.py.)"""
     from ember.ops import conv as C
-    monkeypatch.setattr(C, "_native", lambda *a: None)
+    monkeypatch.setattr(C, "_native", lambda *a, **kw: None)
     seen = set()
     for name in ("_im2col_batched", "_im2col", "_flat_spread"):
         fn = getattr(C, name)
