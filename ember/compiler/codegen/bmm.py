@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .c import ctype
+from .native_op import NativeOp
 
 MAX_DIM = 256  # larger matrices: BLAS's blocking and threads win
 
@@ -136,17 +137,8 @@ static PyObject* py_{name}(PyObject* self, PyObject* const* args, Py_ssize_t nar
     return src
 
 
-class BatchedMatmul:
+class BatchedMatmul(NativeOp):
     """The op of a batched ``matmul`` node run by the native kernel ``fn`` (name kept)."""
-
-    kind = "native"
-    view = False
-
-    def __init__(self, op, fn):
-        self.orig, self.fn, self.name = op, fn, op.name
-
-    def describe(self) -> str:
-        return f"native.{self.name}"
 
     def cpu(self, a, b):
         out = np.empty(a.shape[:-2] + (a.shape[-2], b.shape[-1]), a.dtype)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..graph import Var
 from .c import _wrapper, ctype
+from .native_op import NativeOp
 
 NATIVE = {"max_pool2d_backward", "max_pool2d"}
 # NaN must win and compare exactly here: -ffast-math (the module's flags) let GCC turn the
@@ -146,18 +147,9 @@ NO_FAST_MATH static void {name}(const {t}* restrict x, {t}* restrict y) {{
     return _ATTR + src + "\n".join(_wrapper(name, [x], [out]))
 
 
-class Native:
+class Native(NativeOp):
     """The op of a node computed by a generated C function (not in the registry); keeps the
     original op's name so the graph reads the same."""
-
-    kind = "native"
-    view = False
-
-    def __init__(self, op, fn):
-        self.orig, self.fn, self.name = op, fn, op.name
-
-    def describe(self) -> str:
-        return f"native.{self.name}"
 
     def cpu(self, *arrays, **params):
         if self.name == "max_pool2d":

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..graph import ArgRef, Var
 from .c import _wrapper, ctype
+from .native_op import NativeOp
 
 
 def _index_var(node):
@@ -51,18 +52,9 @@ static void {name}(const {t}* restrict g, const int64_t* restrict idx, {t}* rest
     return src + "\n".join(_wrapper(name, [g, idx], [out]))
 
 
-class ScatterRows:
+class ScatterRows(NativeOp):
     """The op of an ``index_add`` node run by the native kernel ``fn``; keeps the name
     ``index_add``. Indices out of range go to the original op, which raises NumPy's error."""
-
-    kind = "native"
-    view = False
-
-    def __init__(self, op, fn):
-        self.orig, self.fn, self.name = op, fn, op.name
-
-    def describe(self) -> str:
-        return f"native.{self.name}"
 
     def cpu(self, g, shape, index):
         idx = index[0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .c import _wrapper, ctype
+from .native_op import NativeOp
 
 NAMES = ("cross_entropy", "cross_entropy_backward")
 
@@ -55,18 +56,9 @@ static void {name}(const {t}* restrict x, const int64_t* restrict tg, const {t}*
     return src + "\n".join(_wrapper(name, [x, tgt, coef], [node.out]))
 
 
-class CrossEntropy:
+class CrossEntropy(NativeOp):
     """The op of a cross_entropy(_backward) node run by the native kernel ``fn`` (name kept).
     Targets out of range go to the original op, which raises NumPy's error."""
-
-    kind = "native"
-    view = False
-
-    def __init__(self, op, fn):
-        self.orig, self.fn, self.name = op, fn, op.name
-
-    def describe(self) -> str:
-        return f"native.{self.name}"
 
     def cpu(self, x, target, coef, axis):
         C = x.shape[1]
