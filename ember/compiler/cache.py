@@ -22,7 +22,7 @@ import sysconfig
 import warnings
 from pathlib import Path
 
-from . import threads
+from . import malloc, threads
 
 PLACEHOLDER = "EMBER_MODULE_NAME"  # the module name inside a source, filled in from its hash
 FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-shared", "-fPIC"]
@@ -75,7 +75,8 @@ def compiler():
 
 def load(source: str):
     """The extension module built from ``source`` (which names itself PLACEHOLDER)."""
-    threads.prepare()  # idle OpenMP and OpenBLAS threads sleep: see threads.py
+    threads.prepare()  # idle OpenMP threads sleep: see threads.py
+    malloc.keep_freed_memory()  # large arrays freed each step are reused, not faulted in again
     cc = compiler()
     if cc is None:
         raise CompileError("no C compiler")
