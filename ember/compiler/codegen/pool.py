@@ -22,11 +22,14 @@ _ATTR = '#if defined(__GNUC__) && !defined(__clang__)\n#define NO_FAST_MATH __at
 
 
 def _tiles(node, x) -> bool:
-    """Windows tile the input exactly: stride = kernel, no padding or dilation."""
+    """Windows tile the input: stride = kernel, no padding or dilation, and no partial window
+    at the end (sizes divisible by the kernel, or floor mode, where the last rows/columns that
+    no window covers are left out: LeNet's 11x11 -> 5x5)."""
     p = node.params
     (kh, kw), (sh, sw) = p["kernel"], p["stride"]
+    exact = x.shape[2] % kh == 0 and x.shape[3] % kw == 0
     return ((sh, sw) == (kh, kw) and tuple(p["padding"]) == (0, 0) and tuple(p["dilation"]) == (1, 1)
-            and x.shape[2] % kh == 0 and x.shape[3] % kw == 0)
+            and (exact or not p.get("ceil_mode", False)))
 
 
 def supported(node) -> bool:
@@ -51,7 +54,7 @@ def render(name: str, node) -> str:
     Ho, Wo = g.shape[2:]
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = p["kernel"], p["stride"], p["padding"], p["dilation"]
     t = ctype(x.dtype)
-    if (sh, sw, ph, pw, dh, dw) == (kh, kw, 0, 0, 1, 1) and (H, W) == (Ho * kh, Wo * kw):
+    if _tiles(node, x):
         return _tiled(name, g, x, node.out, N * C, H, W, Ho, Wo, kh, kw, t)
     src = f"""
 NO_FAST_MATH static void {name}(const {t}* restrict gr, const {t}* restrict x, {t}* restrict dx) {{
@@ -85,14 +88,23 @@ NO_FAST_MATH static void {name}(const {t}* restrict gr, const {t}* restrict x, {
 
 
 def _tiled(name, g, x, out, NC, H, W, Ho, Wo, kh, kw, t) -> str:
-    """Windows that tile the input exactly (2x2 stride 2 on an even size): every input element
-    belongs to one window, so each is written once (no zeroing pass, no accumulation)."""
+    """Windows that tile the input (2x2 stride 2): every input element belongs to at most one
+    window, so each is written once (no accumulation); only the rows and columns past the last
+    window (odd sizes in floor mode) are zeroed."""
+    rest = ""
+    if W > Wo * kw:
+        rest += f"""
+        for (int64_t h = 0; h < {Ho * kh}; h++)
+            for (int64_t w = {Wo * kw}; w < {W}; w++) dp[h * {W} + w] = 0;"""
+    if H > Ho * kh:
+        rest += f"""
+        memset(dp + {Ho * kh * W}, 0, sizeof({t}) * {(H - Ho * kh) * W});"""
     src = f"""
 NO_FAST_MATH static void {name}(const {t}* restrict gr, const {t}* restrict x, {t}* restrict dx) {{
     for (int64_t nc = 0; nc < {NC}; nc++) {{
         const {t}* xp = x + nc * {H * W};
         const {t}* gp = gr + nc * {Ho * Wo};
-        {t}* dp = dx + nc * {H * W};
+        {t}* dp = dx + nc * {H * W};{rest}
         for (int64_t oh = 0; oh < {Ho}; oh++) {{
             for (int64_t ow = 0; ow < {Wo}; ow++) {{
                 const int64_t base = oh * {kh * W} + ow * {kw};
@@ -118,8 +130,8 @@ NO_FAST_MATH static void {name}(const {t}* restrict gr, const {t}* restrict x, {
 
 
 def _forward(name, node) -> str:
-    """Tiled max-pooling: each window's max, NaN propagating (NumPy's maximum: the first of
-    equal values is kept)."""
+    """Tiled max-pooling (see _tiles): each window's max, NaN propagating (NumPy's maximum:
+    the first of equal values is kept)."""
     x, out = node.args[0], node.out
     N, C, H, W = x.shape
     (kh, kw) = node.params["kernel"]
