@@ -8,7 +8,8 @@ import warnings
 
 from .graph import Graph
 from .plan import liveness
-from . import cache, runtime
+from ..ops import native
+from . import cache, runtime, threads
 from .codegen import c as cgen
 from .codegen import bmm, pool, scatter, xent
 from .passes import layout, rewrite, simplify, slices, stable
@@ -78,7 +79,8 @@ NATIVES = [(pool.supported, pool.render, pool.Native),
            (scatter.supported, scatter.render, scatter.ScatterRows),
            (bmm.supported, bmm.render, bmm.BatchedMatmul),
            (xent.supported, xent.render, xent.CrossEntropy)]
-BLAS_OPS = {"matmul", "conv2d", "conv_transpose2d", "conv2d_weight_grad"}  # kernels calling GEMM
+CONV_OPS = {"conv2d", "conv_transpose2d", "conv2d_weight_grad"}
+BLAS_OPS = {"matmul"} | CONV_OPS  # kernels calling GEMM (or, for convs, running on every core)
 
 
 def compile_kernels(graph: Graph) -> None:
@@ -90,7 +92,12 @@ def compile_kernels(graph: Graph) -> None:
     kernels = [(f"k{i}", f) for i, f in enumerate(fused)]
     # NumPy's BLAS threads spin for a while after each call: an OpenMP loop started then waits
     # for a core they hold (measured: LeNet step 46 ms with parallel kernels, 33 ms without).
-    blas = any(n.op.name in BLAS_OPS for n in graph.nodes)
+    # Loading the native conv kernels makes them sleep within ~80 us (threads.calm_openblas);
+    # then parallel kernels pay again (LeNet step 12.7-13.7 -> 11.7-12.8 ms).
+    ops = {n.op.name for n in graph.nodes}
+    blas = bool(ops & BLAS_OPS)
+    if blas and ops & CONV_OPS and native.module("conv2d") is not None:
+        blas = not threads.openblas_sleeps()
     mod = cache.load(cgen.render_module(kernels, parallel=not blas,
                                         extra=[(name, gen[1](name, n)) for name, n, gen in natives]))
     for name, f in kernels:

@@ -73,3 +73,12 @@ def _loaded_openblas():
         except OSError:
             continue
     return None
+
+
+def openblas_sleeps() -> bool:
+    """Whether idle OpenBLAS threads sleep within about 80 us (our setting or a user's lower
+    one): then our parallel kernels may run between matrix products."""
+    try:
+        return int(os.environ.get("OPENBLAS_THREAD_TIMEOUT", "")) <= int(BLAS_TIMEOUT)
+    except ValueError:
+        return False
