@@ -45,3 +45,11 @@ def test_users_settings_are_kept():
     timeout, policy, _, same, kept = _run(OPENBLAS_THREAD_TIMEOUT="25", OMP_WAIT_POLICY="ACTIVE",
                                           MALLOC_ARENA_MAX="2")
     assert (timeout, policy, same, kept) == ("25", "ACTIVE", "True", "False")
+
+
+@pytest.mark.parametrize("value,sleeps", [("18", True), ("4", True), ("25", False), ("", False), ("x", False)])
+def test_openblas_sleeps_reads_the_timeout(monkeypatch, value, sleeps):
+    """Whether compiled programs with convolutions may run parallel kernels beside BLAS."""
+    from ember.compiler import threads
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", value)
+    assert threads.openblas_sleeps() is sleeps
