@@ -150,16 +150,14 @@ def _im2col_batched(xp, xp_, kh, kw, Ho, Wo, stride, dilation):
 # (measured at LeNet/ResNet sizes: 1.5-2x the im2col + OpenBLAS GEMM path, about torch's speed).
 # The NumPy path stays for other strides and dtypes, CuPy, and machines without a C compiler.
 
-_NATIVE_MAX_K = 1024  # kernel offsets (kh*kw) the native kernels take (MAXK in conv2d.c)
-
-
 def _native(xp, *arrays, kernel=None):
     """The native conv module when it applies to these arrays (None entries: no bias) and a
     kernel of ``kernel`` = (kh, kw) (the weight's, when not given), else None."""
     if xp is not np or any(a is not None and a.dtype != np.float32 for a in arrays):
         return None
     kh, kw = kernel if kernel is not None else arrays[1].shape[2:]
-    return native.module("conv2d") if kh * kw <= _NATIVE_MAX_K else None
+    mod = native.module("conv2d")
+    return mod if mod is not None and kh * kw <= mod.MAX_K else None
 
 
 _FWD, _WGRAD, _DGRAD = 0, 1, 2  # the kernel kinds of mod.workspace()

@@ -567,4 +567,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "EMBER_MODULE_NAME", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit_EMBER_MODULE_NAME(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit_EMBER_MODULE_NAME(void) {
+    PyObject* m = PyModule_Create(&module);
+    if (m && PyModule_AddIntConstant(m, "MAX_K", MAXK) < 0) Py_CLEAR(m); /* kernel offsets it takes */
+    return m;
+}
