@@ -11,7 +11,7 @@ from .plan import liveness
 from ..ops import native
 from . import cache, runtime, threads
 from .codegen import c as cgen
-from .codegen import bmm, pool, scatter, xent
+from .codegen import bmm, gemm, pool, scatter, xent
 from .passes import layout, rewrite, simplify, slices, stable
 from .passes.cse import cse
 from .passes.dce import dce
@@ -79,27 +79,30 @@ NATIVES = [(pool.supported, pool.render, pool.Native),
            (scatter.supported, scatter.render, scatter.ScatterRows),
            (bmm.supported, bmm.render, bmm.BatchedMatmul),
            (xent.supported, xent.render, xent.CrossEntropy)]
-CONV_OPS = {"conv2d", "conv_transpose2d", "conv2d_weight_grad"}
-BLAS_OPS = {"matmul"} | CONV_OPS  # kernels calling GEMM (or, for convs, running on every core)
+BLAS_OPS = {"matmul", "conv2d", "conv_transpose2d", "conv2d_weight_grad"}  # may call OpenBLAS
 
 
 def compile_kernels(graph: Graph) -> None:
     """Generate, compile (or load from the cache) and attach the C code of every fused node."""
+    products = [n for n in graph.nodes if gemm.supported(n)]
+    if products and native.gemm() is not None:
+        for n in products:
+            n.op = gemm.Gemm(n.op, native.gemm().matmul)
     fused = [n.op for n in graph.nodes if getattr(n.op, "results", None) is not None]
     natives = [(f"p{i}", n, gen) for i, n in enumerate(graph.nodes) for gen in NATIVES if gen[0](n)]
     if not fused and not natives:
         return
     kernels = [(f"k{i}", f) for i, f in enumerate(fused)]
-    # NumPy's BLAS threads spin for a while after each call: an OpenMP loop started then waits
-    # for a core they hold (measured: LeNet step 46 ms with parallel kernels, 33 ms without).
-    # Loading the native conv kernels makes them sleep within ~80 us (threads.calm_openblas);
-    # then parallel kernels pay again (LeNet step 12.7-13.7 -> 11.7-12.8 ms).
-    ops = {n.op.name for n in graph.nodes}
-    blas = bool(ops & BLAS_OPS)
-    if blas and ops & CONV_OPS and native.module("conv2d") is not None:
-        blas = not threads.openblas_sleeps()
-    mod = cache.load(cgen.render_module(kernels, parallel=not blas,
-                                        extra=[(name, gen[1](name, n)) for name, n, gen in natives]))
+    # OpenBLAS's threads spin for a while after each product: an OpenMP loop started then waits
+    # for a core they hold (LeNet step 46 ms with parallel kernels, 33 ms without). Products on
+    # our own threads (gemm.Gemm) don't wake them; other BLAS calls (NumPy's conv path, layouts
+    # gemm.c declines) do, so kernels stay serial unless those threads sleep soon, as they do
+    # unless the user set OPENBLAS_THREAD_TIMEOUT higher (threads.calm_openblas).
+    openblas = any(n.op.name in BLAS_OPS and not isinstance(n.op, gemm.Gemm) for n in graph.nodes)
+    parallel = not openblas or threads.openblas_sleeps()
+    par_min = cgen.PAR_MIN if parallel else 1 << 62
+    mod = cache.load(cgen.render_module(kernels, parallel=parallel,
+                                        extra=[(name, gen[1](name, n, par_min)) for name, n, gen in natives]))
     for name, f in kernels:
         f.kernel = getattr(mod, name)
     for name, n, gen in natives:

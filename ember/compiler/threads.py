@@ -1,21 +1,24 @@
-"""Thread settings for running ember's OpenMP kernels beside NumPy's OpenBLAS in one process.
+"""Thread settings: one thread pool (libgomp's) runs ember's kernels, matrix products included.
 
-Two thread pools share the cores: libgomp's (our kernels) and OpenBLAS's (NumPy's matrix
-products). An idle thread that spins takes the core that the other pool's worker needs, and
-that worker's whole parallel region then waits for it:
-- libgomp reads OMP_WAIT_POLICY when our first module loads it: ``prepare()`` sets PASSIVE
-  (measured: an MLP step 8 ms on one thread, 129 ms on two with spinning OpenMP threads).
-- OpenBLAS's threads busy-wait for 2^28 cycles, about 0.1 s, after each product, and read
-  OPENBLAS_THREAD_TIMEOUT (log2 cycles, 4..30) only when they start. Next to the multi-threaded
-  native conv kernels that spinning costs most: the LeNet training step (bench W3) under jit
-  took 27 ms on two threads against 13-14 ms with the timeout at 2^18 cycles (about 80 us, which
-  still covers back-to-back products). But where products alternate with single-threaded
-  kernels the spinning pays: the GPT step (W4) took 22 ms with the default and 24 ms at 2^18.
-  So ``calm_openblas()`` is called when the native conv/pool kernels load, not for every
-  compiled module: it sets the variable (unless the user did), makes OpenBLAS read its
-  environment again and stops its threads; its next product starts them with the new value.
+Two pools on the same cores fight: an idle thread that spins takes the core that the other
+pool's worker needs, and that worker's whole parallel region then waits for it (measured: the
+GPT step 24 ms with serial fused kernels beside OpenBLAS's threads, 36-140 ms with parallel
+ones). So ember's matrix products run on libgomp's threads too (ember/ops/native/gemm.c: each
+thread calls OpenBLAS for its share, OpenBLAS held to that thread), and:
+- ``prepare()`` (before our first module loads libgomp) sets GOMP_SPINCOUNT so that an idle
+  OpenMP thread spins about 100 us, then sleeps. Spinning covers the gap between two kernels
+  of a step (a sleeping thread takes 50-100 us to wake on this kind of VM: a 1024x128x128
+  product took 0.27 ms with OMP_WAIT_POLICY=PASSIVE against 0.14 ms spinning); the bound keeps
+  an idle program from holding the cores (libgomp's default spins about 3 ms).
+- ``calm_openblas()`` makes OpenBLAS's own threads, still used by NumPy's products outside
+  ember, sleep after about 80 us instead of 0.1 s: OpenBLAS reads OPENBLAS_THREAD_TIMEOUT
+  (log2 cycles, 4..30) only when its threads start, so it sets the variable, makes OpenBLAS
+  read its environment again and stops its threads; its next product starts them anew.
+  (Measured before the products moved: the LeNet step under jit 27 ms with the default
+  timeout against 13-14 ms at 2^18 cycles.)
 
-Both are process-wide and done once; a user's own settings of either variable are kept.
+Both are process-wide and done once; a user's own settings (OMP_WAIT_POLICY, GOMP_SPINCOUNT,
+OPENBLAS_THREAD_TIMEOUT) are kept.
 
 >>> prepare(); calm_openblas()
 """
@@ -25,12 +28,16 @@ import ctypes
 import os
 
 BLAS_TIMEOUT = "18"  # log2 of the cycles an idle OpenBLAS thread spins before it sleeps
+SPIN_COUNT = "10000"  # libgomp's idle spins (a pause each, ~10 ns here) before a thread sleeps
 _calmed = False
 
 
 def prepare() -> None:
-    """Idle OpenMP threads sleep (before libgomp loads; idempotent)."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    """Idle OpenMP threads spin ~100 us, then sleep (before libgomp loads); OpenBLAS's threads
+    sleep soon too (idempotent)."""
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", SPIN_COUNT)
+    calm_openblas()
 
 
 def calm_openblas() -> None:
@@ -57,6 +64,31 @@ def _restart_openblas() -> bool:
     read_env()
     shutdown()
     return True
+
+
+# NumPy's OpenBLAS exports its ILP64 cblas under one of these pairs of names (NumPy >= 2 wheels:
+# scipy_openblas64; older ones: openblas64_).
+_GEMM_NAMES = [("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"), ("cblas_sgemm64_", "cblas_dgemm64_")]
+_LOCAL_NAMES = ["openblas_set_num_threads_local", "scipy_openblas_set_num_threads_local64_"]
+
+
+def openblas_gemm():
+    """(sgemm, dgemm, set_num_threads_local) addresses of NumPy's OpenBLAS (ILP64 cblas, and
+    the per-thread thread count of OpenBLAS >= 0.3.27), or None when it lacks any of them."""
+    lib = _loaded_openblas()
+    if lib is None:
+        return None
+
+    def addr(name):
+        try:
+            return ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+        except AttributeError:
+            return None
+    local = next((a for a in map(addr, _LOCAL_NAMES) if a), None)
+    for s, d in _GEMM_NAMES:
+        if local and addr(s) and addr(d):
+            return addr(s), addr(d), local
+    return None
 
 
 def _loaded_openblas():

@@ -2,6 +2,9 @@
 compiler treats them as opaque nodes and fusion boundaries."""
 from __future__ import annotations
 
+import numpy as np
+
+from . import native
 from ..errors import ShapeError, shape_str
 from ..tensor import Tensor
 from .registry import Op
@@ -42,7 +45,26 @@ def _matmul_shape(sa, sb):
     return out
 
 
-matmul_ = Op("matmul", "matmul", vjp=_matmul_vjp, shape=_matmul_shape, bilinear=True,
+def _matmul_kernel(xp):
+    """NumPy's matmul, except that float products of a (..., M, K) by a (K, N) array on the CPU
+    run on ember's threads (ember/ops/native/gemm.c: one thread pool for all of ember's
+    kernels, see ember/compiler/threads.py)."""
+    if xp is not np:
+        return xp.matmul
+    floats = (np.dtype(np.float32), np.dtype(np.float64))
+
+    def matmul(a, b):
+        if b.ndim == 2 and a.ndim >= 2 and a.dtype == b.dtype and a.dtype in floats:
+            mod = native.gemm()
+            if mod is not None:
+                out = np.empty(a.shape[:-1] + b.shape[1:], a.dtype)
+                if mod.matmul(a, b, out):
+                    return out
+        return np.matmul(a, b)
+    return matmul
+
+
+matmul_ = Op("matmul", _matmul_kernel, vjp=_matmul_vjp, shape=_matmul_shape, bilinear=True,
              dtype=lambda da, db: D.promote(da, db), onnx="MatMul")
 
 

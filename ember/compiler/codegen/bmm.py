@@ -35,8 +35,10 @@ def supported(node) -> bool:
             and node.out.shape == a.shape[:-2] + (M, N))
 
 
-def render(name: str, node) -> str:
-    """C source of the kernel and a wrapper that reads the operands' strides at run time."""
+def render(name: str, node, par_min: int) -> str:
+    """C source of the kernel and a wrapper that reads the operands' strides at run time; the
+    products of the batch are spread over threads when there are at least ``par_min``
+    multiply-adds."""
     a, b = node.args
     t = ctype(a.dtype)
     batch = a.shape[:-2]
@@ -52,15 +54,25 @@ def render(name: str, node) -> str:
     boff = " + ".join(f"q{d} * bs[{d}]" for d in range(nbd))
     vl = 64 // a.dtype.itemsize  # lanes of a 64-byte vector (GCC vector extension: portable)
     vt = f"{name}_v"
+    par = "" if nb * M * N * K >= max(par_min, 1 << 18) else " if(0)"
     src = f"""
 typedef {t} {vt} __attribute__((vector_size(64)));
 static int {name}(const {t}* A, const int64_t* as, const {t}* B, const int64_t* bs, {t}* restrict C) {{
     const int64_t sam = as[{nd - 2}], sak = as[{nd - 1}], sbk = bs[{nd - 2}], sbn = bs[{nd - 1}];
     int64_t ab[{max(nbd, 1)}], bb[{max(nbd, 1)}];
     for (int d = 0; d < {nbd}; d++) {{ ab[d] = as[d]; bb[d] = bs[d]; }}
-    {t}* Bp = sbn == 1 ? NULL : ({t}*)malloc(sizeof({t}) * {K * N});
-    if (sbn != 1 && !Bp) return -1;
+    int fail = 0;
+    #pragma omp parallel{par}
+    {{
+    {t}* Bp = sbn == 1 ? NULL : ({t}*)malloc(sizeof({t}) * {K * N});  /* one tile per thread */
+    const int bad = sbn != 1 && !Bp;
+    if (bad) {{
+        #pragma omp atomic write
+        fail = 1;
+    }}
+    #pragma omp for schedule(static)
     for (int64_t z = 0; z < {nb}; z++) {{
+        if (bad) continue;  /* every thread must reach the loop; none computes after a failure */
         int64_t rem = z;
         {" ".join(decomp)}
         const {t}* restrict a = A + {aoff.replace("as[", "ab[")};
@@ -104,7 +116,8 @@ static int {name}(const {t}* A, const int64_t* as, const {t}* B, const int64_t* 
         }}
     }}
     free(Bp);
-    return 0;
+    }}
+    return fail ? -1 : 0;
 }}
 static PyObject* py_{name}(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {{
     Py_buffer ba, bb, bc; int64_t as[{nd}], bs[{nd}];

@@ -16,9 +16,10 @@ from ..graph import Var
 
 CTYPE = {"float32": "float", "float64": "double", "int64": "int64_t", "int32": "int32_t",
          "int16": "int16_t", "int8": "int8_t", "uint8": "uint8_t", "bool": "_Bool"}
-# Loops over fewer elements stay on one thread: below this a thread wake-up (~10 µs, ms when
-# the other core is busy) costs more than the half of the loop it saves.
-PAR_MIN = 1 << 20
+# Loops over fewer elements stay on one thread: below this, waking a spinning thread and the
+# join (a few µs) cost more than the half of the loop they save. (The GPT step ran as fast at
+# 2^14 and 2^16; threads sleeping instead of spinning need ~2^20: see ../threads.py.)
+PAR_MIN = 1 << 15
 
 # Registry expressions that are wrong or unsupported for some dtypes in C (kept here rather
 # than in the registry because only C needs them).

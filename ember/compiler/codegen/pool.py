@@ -44,7 +44,7 @@ def supported(node) -> bool:
             and x.dtype in (np.float32, np.float64) and len(x.shape) == 4)
 
 
-def render(name: str, node) -> str:
+def render(name: str, node, par_min: int = 0) -> str:
     """C source of the node's kernel and its Python wrapper."""
     if node.op.name == "max_pool2d":
         return _forward(name, node)

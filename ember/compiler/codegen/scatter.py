@@ -31,7 +31,7 @@ def supported(node) -> bool:
             and node.out.dtype == g.dtype and g.shape == idx.shape + shape[1:])
 
 
-def render(name: str, node) -> str:
+def render(name: str, node, par_min: int = 0) -> str:
     """C source of the kernel (g, idx -> out; idx already checked in range) and its wrapper."""
     g, idx, out = node.args[0], _index_var(node), node.out
     V, N = out.shape[0], int(np.prod(idx.shape, dtype=np.int64))

@@ -24,7 +24,7 @@ def supported(node) -> bool:
             and c.dtype == x.dtype == node.out.dtype)
 
 
-def render(name: str, node) -> str:
+def render(name: str, node, par_min: int = 0) -> str:
     """C source: rows of x with their targets (already checked in range) and coefficients."""
     x, tgt, coef = node.args
     N, C = x.shape

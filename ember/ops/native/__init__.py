@@ -14,7 +14,7 @@ from pathlib import Path
 from ... import config
 
 _modules: dict = {}
-_lock = threading.Lock()
+_lock = threading.RLock()
 
 
 def module(name: str):
@@ -26,6 +26,27 @@ def module(name: str):
         if name not in _modules:
             _modules[name] = _build(name)
         return _modules[name]
+
+
+def gemm():
+    """The matrix-product module (gemm.c) bound to NumPy's OpenBLAS, or None (no C compiler,
+    or a NumPy whose BLAS lacks what it needs: then NumPy's matmul is used).
+
+    >>> mod = gemm(); mod is None or mod.matmul(a, b, out)"""
+    mod = _modules.get("gemm:bound", False)
+    if mod is not False:
+        return mod
+    with _lock:
+        if "gemm:bound" not in _modules:
+            mod = None
+            if config.native_kernels():
+                from ...compiler import threads
+                blas = threads.openblas_gemm()
+                mod = module("gemm") if blas is not None else None
+                if mod is not None:
+                    mod.bind(*blas)
+            _modules["gemm:bound"] = mod
+        return _modules["gemm:bound"]
 
 
 def _build(name: str):

@@ -1,0 +1,31 @@
+"""Matrix products of a compiled program on ember's own threads (ember/ops/native/gemm.c:
+OpenBLAS per thread share), so that one thread pool runs the whole program and the fused
+kernels beside the products may use every core (see ember/compiler/threads.py).
+
+>>> node.op = Gemm(node.op, native.gemm().matmul)   # for nodes where supported(node)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .native_op import NativeOp
+
+
+def supported(node) -> bool:
+    """A float32/float64 product of a (..., M, K) by a (K, N) operand, one dtype throughout."""
+    if node.op.name != "matmul" or len(node.args) != 2 or len(node.vars) != 2:
+        return False
+    a, b = node.args
+    return (a.dtype == b.dtype == node.out.dtype and a.dtype in (np.float32, np.float64)
+            and len(a.shape) >= 2 and len(b.shape) == 2)
+
+
+class Gemm(NativeOp):
+    """The op of a ``matmul`` node run by gemm.c's ``matmul`` (``fn``); NumPy's for layouts it
+    declines (broadcast or doubly strided views)."""
+
+    def cpu(self, a, b):
+        out = np.empty(a.shape[:-1] + b.shape[-1:], a.dtype)
+        if not self.fn(a, b, out):
+            np.matmul(a, b, out=out)
+        return out

@@ -1,0 +1,198 @@
+/* Matrix products on ember's own OpenMP threads, each thread calling NumPy's OpenBLAS for its
+ * share of the rows (or columns) with OpenBLAS kept to that one thread.
+ *
+ * Why: two thread pools on two cores fight. NumPy's OpenBLAS wakes its own threads for every
+ * product and they busy-wait afterwards; ember's fused kernels run on libgomp's threads. When
+ * both pools are active, a worker of one waits for a core held by a spinning thread of the
+ * other (the GPT training step: 24 ms with serial fused kernels, 36-140 ms with parallel ones).
+ * With every product split here, one pool (libgomp's) runs everything, so the fused kernels
+ * can use every core too. Each share is one OpenBLAS call on a contiguous block of rows, so its
+ * packing and micro-kernels are OpenBLAS's own (measured: the same speed as OpenBLAS's
+ * threading on the GPT's 1024x128x512 products).
+ *
+ * bind(sgemm, dgemm, set_num_threads_local): the addresses of OpenBLAS's ILP64 cblas_sgemm,
+ *   cblas_dgemm and openblas_set_num_threads_local (ember.compiler.threads finds them).
+ * matmul(a, b, out) -> bool: out[...] = a @ b for a (..., M, K) and b (K, N) float32/float64
+ *   arrays of one dtype and out C-contiguous (..., M, N). Each operand may be a row-major view
+ *   with a row stride (a slice) or a transposed one (2-D only); the leading dims of a must
+ *   collapse into rows. Returns False (nothing written) for any other layout: the caller then
+ *   uses NumPy.
+ *
+ * Loaded through ember.compiler.cache, called from ember.ops.linalg and the compiler's GEMM op.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static int omp_get_max_threads(void) { return 1; }
+static int omp_get_thread_num(void) { return 0; }
+static int omp_get_num_threads(void) { return 1; }
+#endif
+
+enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
+typedef void (*sgemm_t)(int, int, int, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                        const float*, int64_t, float, float*, int64_t);
+typedef void (*dgemm_t)(int, int, int, int64_t, int64_t, int64_t, double, const double*, int64_t,
+                        const double*, int64_t, double, double*, int64_t);
+typedef int (*set_local_t)(int);
+
+static sgemm_t sgemm;
+static dgemm_t dgemm;
+static set_local_t set_local;
+
+/* Below this many multiply-adds a product runs on the calling thread: a second thread's share
+   would take less time than waking it. */
+#define PAR_MIN_MACS (1 << 18)
+#define ROW_ALIGN 16 /* row shares are multiples of this (OpenBLAS's micro-kernel height) */
+
+typedef struct {
+    int ta, tb;           /* TRANS or NO_TRANS */
+    int64_t M, N, K, lda, ldb;
+    const char *a, *b;
+    char *c;
+    int size;             /* 4 or 8 */
+} product;
+
+/* One share: rows [m0, m1) and columns [n0, n1) of C on the calling thread, OpenBLAS held to
+   this thread for the call (its thread-local setting is put back after). */
+static void share(const product* p, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    if (m1 <= m0 || n1 <= n0) return;
+    const int64_t sz = p->size;
+    const char* a = p->a + sz * (p->ta == NO_TRANS ? m0 * p->lda : m0);
+    const char* b = p->b + sz * (p->tb == NO_TRANS ? n0 : n0 * p->ldb);
+    char* c = p->c + sz * (m0 * p->N + n0);
+    int before = set_local(1);
+    if (sz == 4)
+        sgemm(ROW_MAJOR, p->ta, p->tb, m1 - m0, n1 - n0, p->K, 1.0f, (const float*)a, p->lda,
+              (const float*)b, p->ldb, 0.0f, (float*)c, p->N);
+    else
+        dgemm(ROW_MAJOR, p->ta, p->tb, m1 - m0, n1 - n0, p->K, 1.0, (const double*)a, p->lda,
+              (const double*)b, p->ldb, 0.0, (double*)c, p->N);
+    set_local(before);
+}
+
+static void run(const product* p) {
+    int nt = omp_get_max_threads();
+    if ((double)p->M * p->N * p->K < PAR_MIN_MACS || nt < 2) nt = 1;
+    /* split the rows when each thread gets at least a micro-kernel's height, else the columns */
+    const int by_rows = p->M >= (int64_t)ROW_ALIGN * nt || p->M >= p->N;
+    if (nt == 1) {
+        share(p, 0, p->M, 0, p->N);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num(), n = omp_get_num_threads();
+        const int64_t len = by_rows ? p->M : p->N;
+        const int64_t blocks = (len + ROW_ALIGN - 1) / ROW_ALIGN;
+        int64_t lo = blocks * t / n * ROW_ALIGN, hi = blocks * (t + 1) / n * ROW_ALIGN;
+        if (hi > len) hi = len;
+        if (by_rows) share(p, lo, hi, 0, p->N);
+        else share(p, 0, p->M, lo, hi);
+    }
+}
+
+/* (rows, cols, leading dimension, transposed) of a 2-D operand with element strides (s0, s1);
+   0 when it is neither row-major nor column-major with a leading dimension. */
+static int layout(int64_t r, int64_t c, int64_t s0, int64_t s1, int64_t* ld, int* trans) {
+    if (c == 1) s1 = 1;
+    if (r == 1) s0 = c > 1 ? c : 1;
+    if (s1 == 1 && s0 >= (c > 1 ? c : 1)) { *ld = s0; *trans = NO_TRANS; return 1; }
+    if (r == 1 || c == 1) return 0;
+    if (s0 == 1 && s1 >= r) { *ld = s1; *trans = TRANS; return 1; }
+    return 0;
+}
+
+static int describe(Py_buffer* a, Py_buffer* b, Py_buffer* out, product* p) {
+    const int size = (int)a->itemsize;
+    if (a->ndim < 2 || b->ndim != 2 || out->ndim != a->ndim) return 0;
+    if (strcmp(a->format, b->format) || strcmp(a->format, out->format)) return 0;
+    if (!((size == 4 && !strcmp(a->format, "f") && sgemm) || (size == 8 && !strcmp(a->format, "d") && dgemm))) return 0;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->strides[d] % size) return 0;
+    for (int d = 0; d < 2; d++)
+        if (b->strides[d] % size) return 0;
+    const int nd = a->ndim;
+    int64_t rows = 1;
+    for (int d = 0; d < nd - 1; d++) {
+        if (out->shape[d] != a->shape[d]) return 0;
+        rows *= a->shape[d];
+    }
+    const int64_t K = a->shape[nd - 1], N = b->shape[1];
+    if (b->shape[0] != K || out->shape[nd - 1] != N) return 0;
+    int64_t s_row = a->strides[nd - 2] / size;
+    if (nd > 2) {  /* the leading dims must step like rows of one matrix */
+        int64_t expect = s_row;
+        for (int d = nd - 2; d >= 0; d--) {
+            if (a->shape[d] != 1 && a->strides[d] / size != expect) return 0;
+            expect *= a->shape[d];
+        }
+        if (a->shape[nd - 1] > 1 && a->strides[nd - 1] != size) return 0;
+    }
+    p->M = rows;
+    p->N = N;
+    p->K = K;
+    p->size = size;
+    p->c = out->buf;
+    if (rows == 0 || N == 0 || K == 0) return 1; /* nothing to read: any strides will do */
+    if (!layout(rows, K, s_row, a->strides[nd - 1] / size, &p->lda, &p->ta)) return 0;
+    if (nd > 2 && p->ta == TRANS) return 0;
+    if (!layout(K, N, b->strides[0] / size, b->strides[1] / size, &p->ldb, &p->tb)) return 0;
+    p->a = a->buf;
+    p->b = b->buf;
+    return 1;
+}
+
+static PyObject* py_matmul(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "matmul(a, b, out) takes 3 arrays");
+        return NULL;
+    }
+    Py_buffer a, b, out;
+    if (PyObject_GetBuffer(args[0], &a, PyBUF_STRIDES | PyBUF_FORMAT) < 0) return NULL;
+    if (PyObject_GetBuffer(args[1], &b, PyBUF_STRIDES | PyBUF_FORMAT) < 0) {
+        PyBuffer_Release(&a);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[2], &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&a);
+        PyBuffer_Release(&b);
+        return NULL;
+    }
+    product p;
+    const int ok = set_local && describe(&a, &b, &out, &p);
+    if (ok && p.M > 0 && p.N > 0) {
+        if (p.K == 0) {
+            memset(p.c, 0, (size_t)(p.M * p.N * p.size));
+        } else {
+            Py_BEGIN_ALLOW_THREADS
+            run(&p);
+            Py_END_ALLOW_THREADS
+        }
+    }
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&out);
+    return PyBool_FromLong(ok);
+}
+
+static PyObject* py_bind(PyObject* self, PyObject* args) {
+    unsigned long long s, d, l;
+    if (!PyArg_ParseTuple(args, "KKK", &s, &d, &l)) return NULL;
+    sgemm = (sgemm_t)(uintptr_t)s;
+    dgemm = (dgemm_t)(uintptr_t)d;
+    set_local = (set_local_t)(uintptr_t)l;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"matmul", (PyCFunction)(void (*)(void))py_matmul, METH_FASTCALL, "matmul(a, b, out) -> bool"},
+    {"bind", py_bind, METH_VARARGS, "bind(sgemm, dgemm, set_num_threads_local): OpenBLAS addresses"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "EMBER_MODULE_NAME", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit_EMBER_MODULE_NAME(void) { return PyModule_Create(&module); }
