@@ -5,9 +5,8 @@ Prints steps/s (training steps) or ms (W5 kernels), compile times (first, from a
 cache, and again with a fresh function and the on-disk caches warm) and ratios against torch
 eager (>1 = faster than torch). Within a workload the frameworks are timed in interleaved rounds
 (best kept), so they share the machine's load; the load is printed. A process per workload
-because thread settings are process-wide: the native conv kernels make NumPy's OpenBLAS
-threads sleep sooner (ember/compiler/threads.py), which suits W3 and costs W4 if they share a
-process. torch.compile failures are caught and printed.
+because ember's thread and allocator settings are process-wide (ember/compiler/threads.py,
+malloc.py): each workload starts from a fresh process, as a user's script would. torch.compile failures are caught and printed.
 
 Run: python bench/compile.py [--quick] [--only W2,W5] [--no-torch-compile]
 """
