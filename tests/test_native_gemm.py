@@ -46,7 +46,8 @@ def test_layouts_match_numpy(dtype, la, lb):
 
 @pytest.mark.parametrize("M,K,N", [(1, 1, 1), (1, 300, 1), (7, 1, 5), (1000 + 3, 64, 96),  # rows split, ragged
                                    (20, 256, 700),  # few rows: the columns are split
-                                   (64, 1024, 129), (513, 130, 17)])
+                                   (64, 1024, 129), (513, 130, 17),
+                                   (7, 5000, 9), (3, 40000, 3)])  # long sums: K split
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_sizes_and_thread_splits(M, K, N, dtype):
     _check(_mat(M, K, dtype, "c"), _mat(K, N, dtype, "f"))
@@ -129,3 +130,37 @@ def test_compiled_products_run_on_it():
     x = em.randn(128, 64)
     np.testing.assert_allclose(f(x).item(), lin(x).relu().sum().item(), rtol=1e-5)
     assert "native.matmul" in f.explain()
+
+
+def _openblas_threads():
+    from ember.compiler import threads
+    lib = threads._loaded_openblas()
+    for name in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_", "openblas_get_num_threads"):
+        if lib is not None and hasattr(lib, name):
+            return getattr(lib, name)()
+    pytest.skip("no OpenBLAS thread count to read")
+
+
+def test_numpys_thread_count_is_restored_after_concurrent_products():
+    """OpenBLAS's thread count is process-wide: held at 1 while any product runs here (from
+    any Python thread), put back when the last one ends."""
+    import threading
+    before = _openblas_threads()
+    a = RNG.standard_normal((256, 300)).astype(np.float32)
+    b = RNG.standard_normal((300, 200)).astype(np.float32)
+    ref = a @ b
+    bad = []
+
+    def work():
+        out = np.empty((256, 200), np.float32)
+        for _ in range(200):
+            gemm.matmul(a, b, out)
+            if not np.allclose(out, ref, rtol=1e-4, atol=1e-3):
+                bad.append(1)
+    ts = [threading.Thread(target=work) for _ in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not bad
+    assert _openblas_threads() == before
