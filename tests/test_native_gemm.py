@@ -47,7 +47,7 @@ def test_layouts_match_numpy(dtype, la, lb):
 @pytest.mark.parametrize("M,K,N", [(1, 1, 1), (1, 300, 1), (7, 1, 5), (1000 + 3, 64, 96),  # rows split, ragged
                                    (20, 256, 700),  # few rows: the columns are split
                                    (64, 1024, 129), (513, 130, 17),
-                                   (7, 5000, 9), (3, 40000, 3)])  # long sums: K split
+                                   (7, 20000, 9), (3, 120000, 3)])  # long sums: K split
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_sizes_and_thread_splits(M, K, N, dtype):
     _check(_mat(M, K, dtype, "c"), _mat(K, N, dtype, "f"))

@@ -11,7 +11,7 @@ from .plan import liveness
 from ..ops import native
 from . import cache, runtime, threads
 from .codegen import c as cgen
-from .codegen import bmm, gemm, pool, scatter, xent
+from .codegen import bmm, cat, gemm, pool, scatter, xent
 from .passes import layout, rewrite, simplify, slices, stable
 from .passes.cse import cse
 from .passes.dce import dce
@@ -78,7 +78,8 @@ def has_compiler() -> bool:
 NATIVES = [(pool.supported, pool.render, pool.Native),
            (scatter.supported, scatter.render, scatter.ScatterRows),
            (bmm.supported, bmm.render, bmm.BatchedMatmul),
-           (xent.supported, xent.render, xent.CrossEntropy)]
+           (xent.supported, xent.render, xent.CrossEntropy),
+           (cat.supported, cat.render, cat.Cat)]
 BLAS_OPS = {"matmul", "conv2d", "conv_transpose2d", "conv2d_weight_grad"}  # may call OpenBLAS
 
 

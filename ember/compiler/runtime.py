@@ -48,6 +48,8 @@ _CPU_OVERRIDES = {"to_device": lambda x, device: x,  # everything compiled here 
 
 def kernel_of(node):
     """The callable that computes a node from arrays: its op's CPU kernel (or its own)."""
+    if getattr(node.op, "kind", None) == "native":
+        return node.op.cpu
     k = _CPU_OVERRIDES.get(node.op.name) or getattr(node.op, "cpu", None)
     return k if k is not None else node.op.kernel
 

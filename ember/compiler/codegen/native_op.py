@@ -1,5 +1,5 @@
 """The base of the ops that generated C functions run in place of a node's registry kernel
-(pool.py, bmm.py, scatter.py, xent.py).
+(pool.py, bmm.py, scatter.py, xent.py, cat.py).
 
 >>> node.op = BatchedMatmul(node.op, getattr(module, "p7"))
 """

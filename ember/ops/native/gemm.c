@@ -53,7 +53,7 @@ static set_local_t set_local;
 
 /* Below this many multiply-adds a product runs on the calling thread: a second thread's share
    would take less time than waking it. */
-#define PAR_MIN_MACS (1 << 18)
+#define PAR_MIN_MACS (1 << 20)
 #define ROW_ALIGN 16 /* row shares are multiples of this (OpenBLAS's micro-kernel height) */
 
 typedef struct {
