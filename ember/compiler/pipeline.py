@@ -86,9 +86,10 @@ BLAS_OPS = {"matmul", "conv2d", "conv_transpose2d", "conv2d_weight_grad"}  # may
 def compile_kernels(graph: Graph) -> None:
     """Generate, compile (or load from the cache) and attach the C code of every fused node."""
     products = [n for n in graph.nodes if gemm.supported(n)]
-    if products and native.gemm() is not None:
+    blas = native.gemm() if products else None  # built on first need only
+    if blas is not None:
         for n in products:
-            n.op = gemm.Gemm(n.op, native.gemm().matmul)
+            n.op = gemm.Gemm(n.op, blas.matmul)
     fused = [n.op for n in graph.nodes if getattr(n.op, "results", None) is not None]
     natives = [(f"p{i}", n, gen) for i, n in enumerate(graph.nodes) for gen in NATIVES if gen[0](n)]
     if not fused and not natives:
