@@ -190,8 +190,8 @@ def test_natives_table_lists_the_embedding_kernel():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
 def test_batched_small_matmul_native_matches_eager(dtype, ta, tb):
-    # M = 6 (not a multiple of the 4-row tile), N = 32, K = 5; operands as transposed views
-    a = R.standard_normal((3, 2, 5, 6) if ta else (3, 2, 6, 5)).astype(dtype)
+    # M = 13 (an 8-row tile, a 4-row tile, one row), N = 32, K = 5; operands as transposed views
+    a = R.standard_normal((3, 2, 5, 13) if ta else (3, 2, 13, 5)).astype(dtype)
     b = R.standard_normal((3, 2, 32, 5) if tb else (3, 2, 5, 32)).astype(dtype)
 
     def fn(x, y):
@@ -201,6 +201,14 @@ def test_batched_small_matmul_native_matches_eager(dtype, ta, tb):
     got, want, f = jit_and_eager(fn, a, b)
     assert "native.matmul" in kernels(f)
     np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
+
+
+def test_batched_matmul_spread_over_threads_matches_eager():
+    """Attention's sizes (64 products of 64x32 by 32x64): the batch is spread over threads."""
+    q, k = (R.standard_normal((16, 4, 64, 32)).astype(np.float32) for _ in range(2))
+    got, want, f = jit_and_eager(lambda x, y: x @ y.transpose(-1, -2), q, k)
+    assert "native.matmul" in kernels(f)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_batched_matmul_with_unsupported_width_stays_on_blas():
