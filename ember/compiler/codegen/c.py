@@ -294,7 +294,9 @@ def _nest(sizes, idx, body, total, parallel, reduction=None, simd=True, par_min=
     return lines
 
 
-def _wrapper(name, ins, outs) -> list:
+def _wrapper(name, ins, outs, checked: bool = False) -> list:
+    """The CPython wrapper of C function ``name`` (arrays in, arrays written); ``checked``: the
+    function returns nonzero when it could not allocate its scratch memory (MemoryError)."""
     n = len(ins) + len(outs)
     sizes = ", ".join(str(v.nbytes) for v in ins + outs)
     call = ", ".join(f"({ctype(v.dtype)}*)b[{j}].buf" for j, v in enumerate(ins + outs))
@@ -311,10 +313,12 @@ def _wrapper(name, ins, outs) -> list:
         "            got++; goto fail;",
         "        }",
         "    }",
+        "    int rc = 0;",
         "    Py_BEGIN_ALLOW_THREADS",
-        f"    {name}({call});",
+        f"    {'rc = ' if checked else ''}{name}({call});",
         "    Py_END_ALLOW_THREADS",
         f"    for (int i = 0; i < {n}; i++) PyBuffer_Release(&b[i]);",
+        f"    if (rc) return PyErr_Format(PyExc_MemoryError, \"{name}: out of memory for its scratch rows\");",
         "    Py_RETURN_NONE;",
         "fail:",
         "    for (int i = 0; i < got; i++) PyBuffer_Release(&b[i]);",

@@ -107,16 +107,23 @@ def render_rows(name: str, op, par_min: int) -> str:
     params = [f"const {ctype(v.dtype)}* restrict in{j}" for j, v in enumerate(ins)]
     params += [f"{ctype(v.dtype)}* restrict out{k}" for k, v in enumerate(results)]
     colreds = [(si, st) for si, st in enumerate(op.stages) if red_kind(st) == "colred"]
-    src = [f"static void {name}({', '.join(params)}) {{"]
+    src = [f"static int {name}({', '.join(params)}) {{"]
     src += ["    " + d for d in decl_shared]
+    shared = [f"tot{si}" for si, _ in colreds]
+    if shared:  # NULL on failure: free what was allocated and report it
+        src += [f"    if ({' || '.join('!' + t for t in shared)}) {{ {' '.join(f'free({t});' for t in shared)} return -1; }}"]
+    src += ["    int fail = 0;"]
     par = " if(0)" if R * C < par_min else ""
     src += [f"    #pragma omp parallel{par}", "    {"]
     src += ["    " + d for d in decl_thread]
-    src += ["    #pragma omp for schedule(static)", f"    for (int64_t r = 0; r < {R}; r++) {{"]
+    src += [f"    const int bad = {' || '.join('!' + b for b in finish) or '0'};",
+            "    if (bad) {", "        #pragma omp atomic write", "        fail = 1;", "    }"]
+    # every thread reaches the loop (a worksharing construct); none computes after a failure
+    src += ["    #pragma omp for schedule(static)", f"    for (int64_t r = 0; r < {R}; r++) {{", "        if (bad) continue;"]
     src += ["    " + b for b in body]
     src += ["    }"]
     for si, _ in colreds:
-        src += ["    #pragma omp critical", f"    for (int64_t c = 0; c < {C}; c++) tot{si}[c] += p{si}[c];"]
+        src += ["    if (!bad) {", "    #pragma omp critical", f"    for (int64_t c = 0; c < {C}; c++) tot{si}[c] += p{si}[c];", "    }"]
     src += [f"    free({b});" for b in finish]
     src += ["    }"]
     for si, st in colreds:
@@ -124,5 +131,6 @@ def render_rows(name: str, op, par_min: int) -> str:
         if o is not None:
             src.append(f"    for (int64_t c = 0; c < {C}; c++) {o}[c] = ({ctype(st.reduce.out.dtype)})tot{si}[c];")
         src.append(f"    free(tot{si});")
+    src.append("    return fail ? -1 : 0;")
     src.append("}")
-    return "\n".join(src) + "\n" + "\n".join(_wrapper(name, ins, results))
+    return "\n".join(src) + "\n" + "\n".join(_wrapper(name, ins, results, checked=True))
