@@ -62,6 +62,28 @@ def test_leading_dims_collapse_into_rows():
     _check(a[:1], b)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
+@pytest.mark.parametrize("batch", [(1,), (3,), (16, 4), (64,)])  # fewer than, and more than, the threads
+def test_batches_of_products_match_numpy(dtype, ta, tb, batch):
+    """a (..., M, K) @ b (..., K, N) with the same batch dims, matrices transposed views or not
+    (attention's q @ k.T and p @ v)."""
+    M, K, N = 37, 24, 40
+
+    def mat(r, c, t):
+        x = RNG.standard_normal(batch + ((c, r) if t else (r, c))).astype(dtype)
+        return x.swapaxes(-1, -2) if t else x
+    _check(mat(M, K, ta), mat(K, N, tb))
+
+
+def test_batch_with_strided_batch_dims():
+    """Every other matrix of a batch (one batch stride), and a batch of column slices."""
+    a = RNG.standard_normal((8, 20, 30)).astype(np.float32)
+    b = RNG.standard_normal((8, 30, 50)).astype(np.float32)
+    _check(a[::2], b[::2])
+    _check(a[:, :, 5:25], b[:, 5:25, :])
+
+
 @pytest.mark.parametrize("M,K,N", [(0, 3, 4), (3, 4, 0), (4, 0, 5)])
 def test_empty_operands(M, K, N):
     a, b = np.ones((M, K), np.float32), np.ones((K, N), np.float32)
@@ -71,7 +93,8 @@ def test_empty_operands(M, K, N):
 
 
 @pytest.mark.parametrize("case", ["ints", "mixed dtypes", "broadcast row", "doubly strided",
-                                  "batched b", "3-D transposed", "leading dims that don't collapse"])
+                                  "broadcast batch", "3-D transposed", "leading dims that don't collapse",
+                                  "batch dims that don't collapse"])
 def test_declined_layouts_write_nothing(case):
     f = np.float32
     a, b = np.ones((4, 3), f), np.ones((3, 2), f)
@@ -83,8 +106,10 @@ def test_declined_layouts_write_nothing(case):
         a = np.broadcast_to(np.ones(3, f), (4, 3))
     elif case == "doubly strided":
         a = np.ones((4, 6), f)[:, ::2]
-    elif case == "batched b":
-        a, b = np.ones((2, 4, 3), f), np.ones((2, 3, 2), f)
+    elif case == "broadcast batch":
+        a, b = np.ones((2, 4, 3), f), np.ones((1, 3, 2), f)
+    elif case == "batch dims that don't collapse":
+        a, b = np.ones((3, 2, 4, 3), f).transpose(1, 0, 2, 3), np.ones((2, 3, 3, 2), f)
     elif case == "3-D transposed":
         a = np.ones((2, 3, 4), f).transpose(0, 2, 1)
     else:
@@ -120,8 +145,12 @@ def test_tensor_products_use_it_and_match_numpy(monkeypatch):
     np.testing.assert_allclose(z.grad.numpy(), np.ones((50, 70)) @ y.detach().numpy().T, rtol=1e-12)
     np.testing.assert_allclose(y.grad.numpy(), z.detach().numpy().T @ np.ones((50, 70)), rtol=1e-12)
     assert len(calls) == 4  # the product and both gradients
-    (em.randn(2, 3, 4) @ em.randn(2, 4, 5)).numpy()  # batched right operand: NumPy's matmul
-    assert len(calls) == 4
+    q, k = em.randn(2, 3, 4), em.randn(2, 5, 4)
+    np.testing.assert_allclose((q @ k.transpose(1, 2)).numpy(), q.numpy() @ k.numpy().transpose(0, 2, 1),
+                               rtol=1e-5, atol=1e-6)  # a batch of products
+    assert len(calls) == 5
+    (em.randn(2, 3, 4) @ em.randn(1, 4, 5)).numpy()  # broadcast batch dims: NumPy's matmul
+    assert len(calls) == 5
 
 
 def test_compiled_products_run_on_it():
@@ -164,3 +193,11 @@ def test_numpys_thread_count_is_restored_after_concurrent_products():
         t.join()
     assert not bad
     assert _openblas_threads() == before
+
+
+@pytest.mark.parametrize("sa,sb", [((2, 3, 0), (2, 0, 4)), ((0, 3, 4), (0, 4, 5)), ((2, 0, 3), (2, 3, 4))])
+def test_empty_batches(sa, sb):
+    a, b = np.ones(sa, np.float64), np.ones(sb, np.float64)
+    out = np.full(sa[:-1] + sb[-1:], np.nan)
+    assert gemm.matmul(a, b, out) is True
+    np.testing.assert_array_equal(out, a @ b)

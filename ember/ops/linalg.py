@@ -46,18 +46,19 @@ def _matmul_shape(sa, sb):
 
 
 def _matmul_kernel(xp):
-    """NumPy's matmul, except that float products of a (..., M, K) by a (K, N) array on the CPU
-    run on ember's threads (ember/ops/native/gemm.c: one thread pool for all of ember's
+    """NumPy's matmul, except that float products of a (..., M, K) by a (K, N) array, or by a
+    (..., K, N) one with the same batch dims, on the CPU run on ember's threads (ember/ops/native/gemm.c: one thread pool for all of ember's
     kernels, see ember/compiler/threads.py)."""
     if xp is not np:
         return xp.matmul
     floats = (np.dtype(np.float32), np.dtype(np.float64))
 
     def matmul(a, b):
-        if b.ndim == 2 and a.ndim >= 2 and a.dtype == b.dtype and a.dtype in floats:
+        if (a.ndim >= 2 and (b.ndim == 2 or b.ndim == a.ndim and a.shape[:-2] == b.shape[:-2])
+                and a.dtype == b.dtype and a.dtype in floats):
             mod = native.gemm()
             if mod is not None:
-                out = np.empty(a.shape[:-1] + b.shape[1:], a.dtype)
+                out = np.empty(a.shape[:-1] + b.shape[-1:], a.dtype)
                 if mod.matmul(a, b, out):
                     return out
         return np.matmul(a, b)

@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import bmm
 from .native_op import NativeOp
 
 
 def supported(node) -> bool:
-    """A float32/float64 product of a (..., M, K) by a (K, N) operand, one dtype throughout."""
+    """A float32/float64 product, one dtype throughout, of a (..., M, K) by a (K, N) operand, or
+    by a (..., K, N) one with the same batch dims unless bmm.py's kernel takes it (small
+    matrices)."""
     if node.op.name != "matmul" or len(node.args) != 2 or len(node.vars) != 2:
         return False
     a, b = node.args
-    return (a.dtype == b.dtype == node.out.dtype and a.dtype in (np.float32, np.float64)
-            and len(a.shape) >= 2 and len(b.shape) == 2)
+    if not (a.dtype == b.dtype == node.out.dtype and a.dtype in (np.float32, np.float64) and len(a.shape) >= 2):
+        return False
+    if len(b.shape) == 2:
+        return True
+    return len(b.shape) == len(a.shape) and a.shape[:-2] == b.shape[:-2] and not bmm.supported(node)
 
 
 class Gemm(NativeOp):
@@ -25,7 +31,7 @@ class Gemm(NativeOp):
     declines (broadcast or doubly strided views)."""
 
     def cpu(self, a, b):
-        out = np.empty(a.shape[:-1] + b.shape[-1:], a.dtype)
+        out = np.empty(a.shape[:-1] + b.shape[-1:], a.dtype)  # batch dims: a's (checked equal)
         if not self.fn(a, b, out):
             np.matmul(a, b, out=out)
         return out

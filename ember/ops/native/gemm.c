@@ -18,11 +18,14 @@
  * bind(sgemm, dgemm, set_num_threads_local): the addresses of OpenBLAS's ILP64 cblas_sgemm,
  *   cblas_dgemm and openblas_set_num_threads_local (ember.compiler.threads finds them; the
  *   last exists from OpenBLAS 0.3.27 and returns the previous count).
- * matmul(a, b, out) -> bool: out[...] = a @ b for a (..., M, K) and b (K, N) float32/float64
- *   arrays of one dtype and out C-contiguous (..., M, N). Each operand may be a row-major view
- *   with a row stride (a slice) or a transposed one (2-D only); the leading dims of a must
- *   collapse into rows. Returns False (nothing written) for any other layout: the caller then
- *   uses NumPy.
+ * matmul(a, b, out) -> bool: out[...] = a @ b for float32/float64 arrays of one dtype, out
+ *   C-contiguous (..., M, N), and either
+ *   - a (..., M, K) and b (K, N): a's leading dims must collapse into rows (one product), or
+ *   - a (..., M, K) and b (..., K, N) with the same batch dims, each collapsing into one stride
+ *     (a batch of products, e.g. attention's).
+ *   Each matrix may be a row-major view with a row stride (a slice) or a transposed one (for
+ *   the one-product form: a 2-D a only). Returns False (nothing written) for any other layout
+ *   or broadcast batch dims: the caller then uses NumPy.
  *
  * Loaded through ember.compiler.cache, called from ember.ops.linalg and the compiler's GEMM op.
  */
@@ -62,6 +65,7 @@ typedef struct {
     const char *a, *b;
     char *c;
     int size;             /* 4 or 8 */
+    int64_t nb, bsa, bsb; /* nb products (a batch), a's and b's strides between them (elements) */
 } product;
 
 /* OpenBLAS held to one thread while any product here runs (see the top of the file). */
@@ -162,6 +166,34 @@ static void run(const product* p) {
     }
 }
 
+/* Product z of a batch, as a product of its own. */
+static product item(const product* p, int64_t z) {
+    product q = *p;
+    q.a += (size_t)(z * p->bsa * p->size);
+    q.b += (size_t)(z * p->bsb * p->size);
+    q.c += (size_t)(z * p->M * p->N * p->size);
+    q.nb = 1;
+    return q;
+}
+
+/* A batch: whole products per thread when there are enough of them (attention's 64 small
+   products: one OpenBLAS call each, no thread splits inside), else each one split. */
+static void run_batch(const product* p) {
+    const int nt = omp_get_max_threads();
+    if (nt > 1 && p->nb >= nt && (double)p->M * p->N * p->K * p->nb >= PAR_MIN_MACS) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+        for (int64_t z = 0; z < p->nb; z++) {
+            const product q = item(p, z);
+            share(&q, 0, q.M, 0, q.N, 0, q.K, q.c, q.N);
+        }
+    } else {
+        for (int64_t z = 0; z < p->nb; z++) {
+            const product q = item(p, z);
+            run(&q);
+        }
+    }
+}
+
 /* (rows, cols, leading dimension, transposed) of a 2-D operand with element strides (s0, s1);
    0 when it is neither row-major nor column-major with a leading dimension. */
 static int layout(int64_t r, int64_t c, int64_t s0, int64_t s1, int64_t* ld, int* trans) {
@@ -173,15 +205,59 @@ static int layout(int64_t r, int64_t c, int64_t s0, int64_t s1, int64_t* ld, int
     return 0;
 }
 
+/* The one stride by which the first nbd (batch) dims of x step, skipping dims of size 1;
+   0 when they don't collapse into one. */
+static int batch_stride(const Py_buffer* x, int nbd, int size, int64_t* stride) {
+    int64_t expect = -1;
+    *stride = 0;
+    for (int d = nbd - 1; d >= 0; d--) {
+        if (x->shape[d] == 1) continue;
+        const int64_t s = x->strides[d] / size;
+        if (expect < 0) *stride = s;
+        else if (s != expect) return 0;
+        expect = s * x->shape[d];
+    }
+    return 1;
+}
+
+/* a (..., M, K) by b (..., K, N) with the same batch dims: products of matrices that are each
+   row-major or transposed. */
+static int describe_batch(Py_buffer* a, Py_buffer* b, Py_buffer* out, product* p, int size) {
+    const int nd = a->ndim;
+    int64_t nb = 1;
+    for (int d = 0; d < nd - 2; d++) {
+        if (a->shape[d] != b->shape[d] || out->shape[d] != a->shape[d]) return 0;
+        nb *= a->shape[d];
+    }
+    const int64_t M = a->shape[nd - 2], K = a->shape[nd - 1], N = b->shape[nd - 1];
+    if (b->shape[nd - 2] != K || out->shape[nd - 2] != M || out->shape[nd - 1] != N) return 0;
+    p->M = M;
+    p->N = N;
+    p->K = K;
+    p->nb = nb;
+    p->size = size;
+    p->c = out->buf;
+    if (nb == 0 || M == 0 || N == 0 || K == 0) return 1;
+    if (!batch_stride(a, nd - 2, size, &p->bsa) || !batch_stride(b, nd - 2, size, &p->bsb)) return 0;
+    if (!layout(M, K, a->strides[nd - 2] / size, a->strides[nd - 1] / size, &p->lda, &p->ta)) return 0;
+    if (!layout(K, N, b->strides[nd - 2] / size, b->strides[nd - 1] / size, &p->ldb, &p->tb)) return 0;
+    p->a = a->buf;
+    p->b = b->buf;
+    return 1;
+}
+
 static int describe(Py_buffer* a, Py_buffer* b, Py_buffer* out, product* p) {
     const int size = (int)a->itemsize;
-    if (a->ndim < 2 || b->ndim != 2 || out->ndim != a->ndim) return 0;
+    if (a->ndim < 2 || out->ndim != a->ndim || (b->ndim != 2 && b->ndim != a->ndim)) return 0;
     if (strcmp(a->format, b->format) || strcmp(a->format, out->format)) return 0;
     if (!((size == 4 && !strcmp(a->format, "f") && sgemm) || (size == 8 && !strcmp(a->format, "d") && dgemm))) return 0;
     for (int d = 0; d < a->ndim; d++)
         if (a->strides[d] % size) return 0;
-    for (int d = 0; d < 2; d++)
+    for (int d = 0; d < b->ndim; d++)
         if (b->strides[d] % size) return 0;
+    p->nb = 1;
+    p->bsa = p->bsb = 0;
+    if (b->ndim > 2) return describe_batch(a, b, out, p, size);
     const int nd = a->ndim;
     int64_t rows = 1;
     for (int d = 0; d < nd - 1; d++) {
@@ -231,13 +307,14 @@ static PyObject* py_matmul(PyObject* self, PyObject* const* args, Py_ssize_t nar
     }
     product p;
     const int ok = set_local && describe(&a, &b, &out, &p);
-    if (ok && p.M > 0 && p.N > 0) {
+    if (ok && p.M > 0 && p.N > 0 && p.nb > 0) {
         if (p.K == 0) {
-            memset(p.c, 0, (size_t)(p.M * p.N * p.size));
+            memset(p.c, 0, (size_t)(p.nb * p.M * p.N * p.size));
         } else {
             Py_BEGIN_ALLOW_THREADS
             hold_openblas();
-            run(&p);
+            if (p.nb > 1) run_batch(&p);
+            else run(&p);
             release_openblas();
             Py_END_ALLOW_THREADS
         }
