@@ -1,7 +1,8 @@
-"""Hand-written C kernels for ops whose NumPy kernels are slow (today: stride-1 float32
-convolution). Each ``<name>.c`` here is compiled on first use through the compiler's on-disk
-cache (ember.compiler.cache: once per machine, shared by processes). Without a C compiler,
-or when ``EMBER_NATIVE=0``, ``module()`` returns None and the ops use their NumPy kernels.
+"""Hand-written C kernels for ops whose NumPy kernels are slow or use another thread pool (stride-1
+float32 convolution, max pooling, matrix products on ember's threads). Each ``<name>.c`` here is
+compiled on first use through the compiler's on-disk cache (ember.compiler.cache: once per
+machine, shared by processes). Without a C compiler, or when ``EMBER_NATIVE=0``, ``module()``
+returns None and the ops use their NumPy kernels.
 
 >>> mod = module("conv2d")   # the extension module, or None
 """
@@ -52,10 +53,9 @@ def gemm():
 def _build(name: str):
     if not config.native_kernels():
         return None
-    from ...compiler import cache, threads  # imported late: ops load before the compiler package
+    from ...compiler import cache  # imported late: ops load before the compiler package
     if cache.compiler() is None:
         return None
-    threads.calm_openblas()  # these kernels run on all cores: OpenBLAS must not spin beside them
     try:
         return cache.load((Path(__file__).parent / f"{name}.c").read_text())
     except cache.CompileError as e:
