@@ -89,7 +89,7 @@ def compile_kernels(graph: Graph) -> None:
     blas = native.gemm() if products else None  # built on first need only
     if blas is not None:
         for n in products:
-            n.op = gemm.Gemm(n.op, blas.matmul)
+            n.op = gemm.Gemm(n.op, blas)
     fused = [n.op for n in graph.nodes if getattr(n.op, "results", None) is not None]
     natives = [(f"p{i}", n, gen) for i, n in enumerate(graph.nodes) for gen in NATIVES if gen[0](n)]
     if not fused and not natives:

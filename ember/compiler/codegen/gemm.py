@@ -2,13 +2,14 @@
 OpenBLAS per thread share), so that one thread pool runs the whole program and the fused
 kernels beside the products may use every core (see ember/compiler/threads.py).
 
->>> node.op = Gemm(node.op, native.gemm().matmul)   # for nodes where supported(node)
+>>> node.op = Gemm(node.op, native.gemm())   # for nodes where supported(node)
 """
 from __future__ import annotations
 
 import numpy as np
 
 from . import bmm
+from ...ops import native
 from .native_op import NativeOp
 
 
@@ -27,11 +28,12 @@ def supported(node) -> bool:
 
 
 class Gemm(NativeOp):
-    """The op of a ``matmul`` node run by gemm.c's ``matmul`` (``fn``); NumPy's for layouts it
-    declines (broadcast or doubly strided views)."""
+    """The op of a ``matmul`` node run by gemm.c (``module``: native.gemm()); NumPy's matmul
+    for layouts it declines (broadcast or doubly strided views)."""
+
+    def __init__(self, op, module):
+        super().__init__(op, module.matmul)
+        self.module = module
 
     def cpu(self, a, b):
-        out = np.empty(a.shape[:-1] + b.shape[-1:], a.dtype)  # batch dims: a's (checked equal)
-        if not self.fn(a, b, out):
-            np.matmul(a, b, out=out)
-        return out
+        return native.matmul(self.module, a, b)

@@ -12,6 +12,8 @@ import threading
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from ... import config
 
 _modules: dict = {}
@@ -48,6 +50,16 @@ def gemm():
                     mod.bind(*blas)
             _modules["gemm:bound"] = mod
         return _modules["gemm:bound"]
+
+
+def matmul(mod, a, b):
+    """``a @ b`` by gemm.c's ``mod.matmul`` into a new C-contiguous array, or by NumPy's matmul
+    (into the same array) for a layout it declines. The shapes must be ones gemm.c can take:
+    (..., M, K) @ (K, N), or with equal batch dims."""
+    out = np.empty(a.shape[:-1] + b.shape[-1:], a.dtype)
+    if not mod.matmul(a, b, out):
+        np.matmul(a, b, out=out)
+    return out
 
 
 def _build(name: str):
